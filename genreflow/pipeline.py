@@ -1,0 +1,210 @@
+"""The Ray Data pipeline: decode tasks, MFCC tasks and VGGish actors over the index rows whose
+content hash is not yet in the store, each batch written as one shard by the worker itself.
+
+Only small per-file summaries travel back to the driver, so its memory stays flat however
+many clips run. Ray appears in this module alone; the maths it calls are plain functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import Config
+from .errors import AudioDecodeError, ModelLoadError
+from .store import FeatureSet, shard_table, stored_keys, write_shard
+
+MAX_BATCH_BYTES = 256 << 20  # bound the decoded audio one batch holds (matters for long durations)
+
+
+@dataclass
+class StageReport:
+    """What one feature pass did, by unique content hash."""
+
+    kind: str
+    fingerprint: str
+    files: int = 0
+    unique: int = 0
+    cached: int = 0
+    computed: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.kind} [{self.fingerprint}]: {self.computed} computed, {self.cached} already cached, "
+                f"{len(self.failed)} failed ({self.files} files, {self.unique} unique)")
+
+
+def pending(files: list[dict[str, Any]], stored: set[str]) -> tuple[list[dict[str, str]], int]:
+    """Unique-content rows still to compute, and how many unique hashes are already stored."""
+    todo, seen = [], set()
+    for record in files:
+        key = record["content_hash"]
+        if key in seen:
+            continue
+        seen.add(key)
+        if key not in stored:
+            todo.append({"content_hash": key, "relpath": record["relpath"]})
+    return todo, len(seen) - len(todo)
+
+
+def decode_one(data_dir: str, relpath: str, content_hash: str, *, sample_rate: int, duration_s: float):
+    """Check the file is still the one indexed, then decode it (raises AudioDecodeError)."""
+    from .audio import load_audio
+    from .fs import open_input, sha256_and_size
+    from .layout import Layout
+
+    loc = Layout.of(data_dir).raw.join(relpath)
+    try:
+        digest, _ = sha256_and_size(loc)
+    except FileNotFoundError:
+        raise AudioDecodeError("deleted since `genreflow index`: re-run it") from None
+    except OSError as exc:
+        raise AudioDecodeError(f"unreadable: {exc.strerror or exc}") from None
+    if digest != content_hash:
+        raise AudioDecodeError("changed since `genreflow index` (content hash differs): re-run it")
+    return load_audio(open_input(loc), sample_rate=sample_rate, duration_s=duration_s)
+
+
+def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str, sample_rate: int,
+                 duration_s: float) -> dict[str, np.ndarray]:
+    """Ray Data task: one row per file in, its fixed-length waveform (or a reason) out."""
+    n = len(batch["content_hash"])
+    samples = np.zeros((n, int(round(sample_rate * duration_s))), dtype=np.float32)
+    n_valid = np.zeros(n, dtype=np.int64)
+    reasons = [""] * n
+    for i, (key, rel) in enumerate(zip(batch["content_hash"], batch["relpath"])):
+        try:
+            wave = decode_one(data_dir, str(rel), str(key), sample_rate=sample_rate, duration_s=duration_s)
+            samples[i], n_valid[i] = wave.samples, wave.n_valid
+        except AudioDecodeError as exc:
+            reasons[i] = str(exc)
+        except Exception as exc:  # never let one file sink the batch
+            reasons[i] = f"unexpected error while decoding: {type(exc).__name__}: {exc}"
+    return {"content_hash": batch["content_hash"], "relpath": batch["relpath"], "samples": samples,
+            "n_valid": n_valid, "reason": np.array(reasons, dtype=object)}
+
+
+def write_features(batch: dict[str, np.ndarray], fset: FeatureSet,
+                   compute: Callable[[np.ndarray, int], tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+    """Compute features for the decoded rows, write them as one shard, return per-file status."""
+    keys, arrays, valid = [], [], []
+    reasons = list(batch["reason"])
+    for i, key in enumerate(batch["content_hash"]):
+        if reasons[i]:
+            continue
+        try:
+            array, n_valid_frames = compute(batch["samples"][i], int(batch["n_valid"][i]))
+        except Exception as exc:
+            reasons[i] = f"feature extraction failed: {type(exc).__name__}: {exc}"
+            continue
+        keys.append(str(key))
+        arrays.append(array)
+        valid.append(n_valid_frames)
+    if keys:
+        fset.ensure_params_file()
+        write_shard(fset, shard_table(fset.kind, keys, arrays, valid))
+    return {"content_hash": batch["content_hash"], "relpath": batch["relpath"],
+            "reason": np.array(reasons, dtype=object)}
+
+
+def mfcc_batch(batch: dict[str, np.ndarray], *, fset: FeatureSet, config: Config) -> dict[str, np.ndarray]:
+    """Ray Data task: MFCC of each decoded row, written as one shard."""
+    from .mfcc import compute_mfcc, valid_frames
+
+    def compute(y: np.ndarray, n_valid: int) -> tuple[np.ndarray, int]:
+        mfcc = compute_mfcc(y=y, sr=config.audio.sample_rate, config=config.mfcc)
+        return mfcc, valid_frames(n_valid, hop_length=config.mfcc.hop_length, n_frames=mfcc.shape[1])
+
+    return write_features(batch, fset, compute)
+
+
+class EmbedBatch:
+    """Ray Data actor: loads VGGish once in ``__init__``, embeds and writes shards per batch."""
+
+    def __init__(self, *, fset: FeatureSet, handle: str, threads: int) -> None:
+        from .vggish import load_model
+
+        self.fset = fset
+        self.model = load_model(handle, threads=threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .vggish import embed_waveform
+
+        return write_features(batch, self.fset, lambda y, n: embed_waveform(self.model, y, n))
+
+
+def embed_plan(cpus: int) -> tuple[int, float, int]:
+    """(actors, CPUs reserved per actor, TensorFlow threads per actor) for ``cpus`` CPUs.
+
+    Each actor's TF pools match the CPUs it holds so actors never oversubscribe the cores;
+    one CPU's worth stays free for the decode tasks that feed them.
+    """
+    if cpus <= 2:
+        return 1, max(1.0, cpus - 1.0), cpus
+    threads = 2
+    actors = max(1, (cpus - 1) // threads)
+    return actors, float(threads), threads
+
+
+def _rows_per_batch(config: Config, sample_rate: int) -> int:
+    row_bytes = 4 * sample_rate * config.audio.duration_s
+    return max(1, min(config.batch_size, int(MAX_BATCH_BYTES // row_bytes)))
+
+
+def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> StageReport:
+    """Compute one feature set for every indexed file not yet stored; needs a Ray session."""
+    import ray
+
+    from .raysession import cluster_cpus
+
+    report = StageReport(fset.kind.name, fset.fingerprint, files=len(files))
+    todo, report.cached = pending(files, stored_keys(fset))
+    report.unique = report.cached + len(todo)
+    if not todo:
+        return report
+    kind = fset.kind.name
+    sample_rate = config.audio.sample_rate if kind == "mfcc" else 16000
+    rows = _rows_per_batch(config, sample_rate)
+    workers = config.workers or cluster_cpus()
+    ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), math.ceil(len(todo) / rows))))
+    decode_kwargs = {"data_dir": config.data_dir, "sample_rate": sample_rate, "duration_s": config.audio.duration_s}
+    if kind == "mfcc":
+        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1,
+                            compute=ray.data.TaskPoolStrategy(size=workers))
+        ds = ds.map_batches(mfcc_batch, fn_kwargs={"fset": fset, "config": config}, batch_size=rows, num_cpus=1,
+                            compute=ray.data.TaskPoolStrategy(size=workers))
+    else:
+        actors, actor_cpus, threads = embed_plan(workers)
+        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1,
+                            compute=ray.data.TaskPoolStrategy(size=max(1, workers - int(actors * actor_cpus))))
+        ds = ds.map_batches(EmbedBatch, fn_constructor_kwargs={"fset": fset, "handle": config.vggish.handle,
+                                                               "threads": threads},
+                            batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors))
+    try:
+        for out in ds.iter_batches(batch_size=256, batch_format="numpy"):
+            for rel, reason in zip(out["relpath"], out["reason"]):
+                if reason:
+                    report.failed.append({"relpath": str(rel), "reason": str(reason)})
+                else:
+                    report.computed += 1
+    except Exception as exc:
+        raise _unwrap_model_error(exc) or exc
+    return report
+
+
+def _unwrap_model_error(exc: BaseException) -> ModelLoadError | None:
+    """Ray wraps an actor's ModelLoadError; give the user its message, not Ray's stack."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ModelLoadError):
+            return ModelLoadError(str(seen))
+        cause = getattr(seen, "cause", None) or seen.__cause__
+        seen = cause if cause is not seen else None
+    text = str(exc)
+    if "ModelLoadError" in text:
+        start = text.find("Could not load the VGGish model")
+        return ModelLoadError(text[start:].splitlines()[0] if start >= 0 else text.splitlines()[-1])
+    return None
