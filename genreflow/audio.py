@@ -6,10 +6,16 @@ one-hour file costs what a 30 s clip costs.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import re
 import struct
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -17,6 +23,19 @@ from .errors import AudioDecodeError
 
 EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg")
 BLOCK_FRAMES = 1 << 16
+HEAD_BYTES = 1 << 20  # enough to look past an ID3v2 tag holding cover art
+TAIL_BYTES = 1 << 17  # more than the largest Ogg page (27 + 255 + 255 * 255 bytes)
+
+_NON_MP3_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")
+# libsndfile's messages, as short phrases that make sense beside a file name
+_LIBSNDFILE_PHRASES = {
+    "format not recognised": "format not recognised",
+    # what libsndfile says when libmpg123 rejects a file it was asked to open as MP3
+    "file does not exist or is not a regular file (possibly a pipe?)": "format not recognised",
+    "supported file format but file is malformed": "malformed file",
+    "flac decoder lost sync": "FLAC decoder lost sync",
+    "internal psf_fseek() failed": "data ends before the declared length",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,102 @@ class Waveform:
     n_valid: int
 
 
+# --- keeping libmpg123's console chatter out of the user's terminal -------------------------
+# libmpg123 writes notes such as "Illegal Audio-MPEG-Header ..." or "Xing stream size off ..."
+# straight to file descriptor 2 while libsndfile decodes a damaged MP3; genreflow reports such
+# files with a reason instead. fd 2 belongs to the whole process, so a depth counter under a
+# lock makes the first decoder in redirect it and the last one out restore it, even when
+# threads decode at once. Writes by other threads meanwhile are lost too, which is why only
+# decodes that may involve libmpg123 are wrapped.
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_stderr: int | None = None
+
+
+def _reset_quiet_after_fork() -> None:
+    """A forked child keeps no other thread: give it a fresh lock and its real stderr back."""
+    global _quiet_lock, _quiet_depth, _saved_stderr
+    _quiet_lock = threading.Lock()
+    if _saved_stderr is not None:
+        os.dup2(_saved_stderr, 2)
+        os.close(_saved_stderr)
+    _quiet_depth, _saved_stderr = 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_quiet_after_fork)
+
+
+def _redirect_stderr_to_devnull() -> int:
+    """Point fd 2 at /dev/null; return a duplicate of the old fd 2 (raises OSError if none)."""
+    if sys.stderr is not None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+    except OSError:
+        os.close(saved)
+        raise
+    return saved
+
+
+@contextmanager
+def quiet_native_stderr(active: bool = True) -> Iterator[None]:
+    """Silence what C libraries write to fd 2 inside the block (no-op when ``active`` is false
+    or fd 2 cannot be duplicated); the real stderr is always restored on the way out."""
+    global _quiet_depth, _saved_stderr
+    if not active:
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            try:
+                _saved_stderr = _redirect_stderr_to_devnull()
+            except OSError:
+                active = False
+        if active:
+            _quiet_depth += 1
+    try:
+        yield
+    finally:
+        if active:
+            with _quiet_lock:
+                _quiet_depth -= 1
+                if _quiet_depth == 0 and _saved_stderr is not None:
+                    os.dup2(_saved_stderr, 2)
+                    os.close(_saved_stderr)
+                    _saved_stderr = None
+
+
+def _might_use_mpg123(source: str | BinaryIO, header: bytes) -> bool:
+    """libsndfile hands a file to libmpg123 when it looks like MPEG audio or is named .mp3."""
+    if isinstance(source, str) and source.lower().endswith(".mp3"):
+        return True
+    return not header[:4].startswith(_NON_MP3_MAGIC)
+
+
+def _peek(source: str | BinaryIO, n: int = 4) -> bytes:
+    """The first ``n`` bytes, leaving a stream where it was; b"" if they cannot be read."""
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as handle:
+                return handle.read(n)
+        position = source.tell()
+        data = source.read(n)
+        source.seek(position)
+        return bytes(data)
+    except (OSError, ValueError, AttributeError):
+        return b""
+
+
+# --- opening and short reasons -----------------------------------------------------------------
 def _open(source: str | BinaryIO):
     import soundfile as sf
 
@@ -52,10 +167,10 @@ def _open(source: str | BinaryIO):
         raise AudioDecodeError("unreadable: permission denied (check the file's permissions)") from None
     except IsADirectoryError:
         raise AudioDecodeError("is a folder, not an audio file") from None
-    except OSError as exc:  # symlink loops, vanished files
-        raise AudioDecodeError(f"unreadable: {exc.strerror or exc}") from None
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioDecodeError(f"not a decodable audio file ({_first_line(exc)})") from None
+        raise AudioDecodeError(f"not a decodable audio file ({_decoder_phrase(exc)})") from None
+    except OSError as exc:  # symlink loops, vanished files
+        raise AudioDecodeError(f"unreadable: {os_error_phrase(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -63,6 +178,38 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _decoder_phrase(exc: BaseException) -> str:
+    """libsndfile's complaint without the file path soundfile puts in front of it."""
+    text = getattr(exc, "error_string", None) or _first_line(exc)
+    if "': " in text:  # "Error opening '/some/path': <message>"
+        text = text.rsplit("': ", 1)[1]
+    text = text.strip()
+    if text.startswith("Error :"):
+        text = text[len("Error :"):].strip()
+    text = text.rstrip(".").strip()
+    phrase = _LIBSNDFILE_PHRASES.get(text.lower())
+    if phrase:
+        return phrase
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    return text or type(exc).__name__
+
+
+def os_error_phrase(exc: OSError) -> str:
+    """An OSError as a short phrase without the path, e.g. "too many levels of symbolic links"."""
+    code = exc.errno
+    if code is None:  # pyarrow puts "[errno N]" in the message instead
+        match = re.search(r"\[errno (\d+)\]", str(exc))
+        code = int(match.group(1)) if match else None
+    if code == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    if code is not None:
+        return os.strerror(code).lower()
+    text = _first_line(exc)
+    return text.rsplit(": ", 1)[-1] if ": " in text else text
+
+
+# --- truncation checks on raw bytes --------------------------------------------------------------
 def wav_truncation(header: bytes, file_size: int) -> str | None:
     """Return a reason if a RIFF/WAVE header declares more data than the file holds.
 
@@ -83,35 +230,133 @@ def wav_truncation(header: bytes, file_size: int) -> str | None:
     return None
 
 
-def inspect_audio(source: str | BinaryIO, header: bytes = b"", file_size: int = 0) -> AudioInfo:
+def _id3v2_size(header: bytes) -> int:
+    """Bytes taken by a leading ID3v2 tag (0 if none); its size is stored 7 bits per byte."""
+    if len(header) < 10 or header[:3] != b"ID3":
+        return 0
+    size = 0
+    for byte in header[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    return 10 + size + (10 if header[5] & 0x10 else 0)
+
+
+def _mp3_frame_at(header: bytes, start: int, window: int = 4096) -> int | None:
+    """Offset of the first plausible MPEG layer III frame header at or after ``start``."""
+    for offset in range(start, min(len(header) - 4, start + window)):
+        b1, b2 = header[offset + 1], header[offset + 2]
+        if (header[offset] == 0xFF and b1 & 0xE0 == 0xE0 and (b1 >> 3) & 3 != 1 and (b1 >> 1) & 3 == 1
+                and b2 >> 4 not in (0, 15) and (b2 >> 2) & 3 != 3):
+            return offset
+    return None
+
+
+def mp3_truncation(header: bytes, file_size: int) -> str | None:
+    """Return a reason if an MP3's Xing/Info or VBRI header declares more bytes than it holds.
+
+    libmpg123 decodes a cut file to the declared length, so it would pass as a whole clip.
+    Like libmpg123, differences under 1 % are tolerated (some encoders round). An MP3 with
+    neither header (plain CBR) carries no length, so a cut copy is just a shorter file.
+    """
+    offset = _mp3_frame_at(header, _id3v2_size(header))
+    if offset is None:
+        return None
+    version, mono = (header[offset + 1] >> 3) & 3, header[offset + 3] >> 6 == 3
+    side_info = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+    tag_at = offset + 4 + side_info
+    declared = 0
+    if header[tag_at:tag_at + 4] in (b"Xing", b"Info"):
+        flags = int.from_bytes(header[tag_at + 4:tag_at + 8], "big")
+        if flags & 2:
+            field_at = tag_at + 8 + (4 if flags & 1 else 0)
+            declared = int.from_bytes(header[field_at:field_at + 4], "big")
+    elif header[offset + 36:offset + 40] == b"VBRI":
+        declared = int.from_bytes(header[offset + 46:offset + 50], "big")
+    available = file_size - offset
+    if declared and available < 0.99 * declared:
+        return f"truncated: MP3 header declares {declared} bytes of audio, file holds {max(available, 0)}"
+    return None
+
+
+def ogg_truncation(tail: bytes) -> str | None:
+    """Return a reason if an Ogg file does not end with a whole end-of-stream page.
+
+    Ogg has no length header, so libvorbis decodes a cut file as a shorter, valid-looking
+    one; but every finished stream ends with a page flagged end-of-stream (0x04). ``tail`` is
+    the last TAIL_BYTES (or all) of the file.
+    """
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        page = tail[at:]
+        if len(page) >= 27 and page[4] == 0 and page[5] < 8:  # version 0, known flags
+            n_segments = page[26]
+            end = 27 + n_segments + sum(page[27:27 + n_segments])
+            if len(page) < 27 + n_segments or len(page) < end:
+                return "truncated: the last Ogg page is cut off"
+            if not page[5] & 0x04:
+                return "truncated: the Ogg stream has no end-of-stream page"
+            return None
+        at = tail.rfind(b"OggS", 0, at)
+    return None
+
+
+def _head_and_tail(source: str) -> tuple[bytes, bytes, int]:
+    with open(source, "rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - TAIL_BYTES))
+        return head, handle.read(), size
+
+
+def inspect_audio(source: str | BinaryIO, header: bytes | None = None, file_size: int | None = None,
+                  tail: bytes | None = None) -> AudioInfo:
     """Validate a file by decoding all of it in blocks; raise AudioDecodeError with a reason.
 
-    Catches what opening alone misses: no frames, truncated or corrupt data, NaN samples.
+    ``header``/``tail`` are the first HEAD_BYTES and last TAIL_BYTES of the file and
+    ``file_size`` its length; for a local path they are read here when not given. Catches
+    what opening alone misses: no frames, truncated or corrupt data, NaN samples.
     """
-    if file_size == 0:
+    if isinstance(source, str) and (header is None or file_size is None or tail is None):
+        try:
+            header, tail, file_size = _head_and_tail(source)
+        except IsADirectoryError:
+            raise AudioDecodeError("is a folder, not an audio file") from None
+        except PermissionError:
+            raise AudioDecodeError("unreadable: permission denied (check the file's permissions)") from None
+        except OSError as exc:
+            raise AudioDecodeError(f"unreadable: {os_error_phrase(exc)}") from None
+    header, tail = header or b"", tail or b""
+    if not file_size:
         raise AudioDecodeError("empty file (0 bytes)")
-    reason = wav_truncation(header, file_size)
+    reason = wav_truncation(header, file_size) or mp3_truncation(header, file_size)
+    if not reason and header[:4] == b"OggS":
+        reason = ogg_truncation(tail)
     if reason:
         raise AudioDecodeError(reason)
-    with _open(source) as handle:
-        declared = handle.frames
-        if declared <= 0 or handle.samplerate <= 0:
-            raise AudioDecodeError("no audio frames (header only)")
-        decoded = 0
-        try:
-            for block in handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
-                if not np.isfinite(block).all():
-                    raise AudioDecodeError("corrupt data: NaN or infinite samples")
-                decoded += len(block)
-        except AudioDecodeError:
-            raise
-        except Exception as exc:  # libsndfile reports corrupt streams as RuntimeError/LibsndfileError
-            raise AudioDecodeError(f"corrupt data after {decoded} frames ({_first_line(exc)})") from None
-        if decoded == 0:
-            raise AudioDecodeError("no audio frames could be decoded")
-        if decoded < 0.99 * declared:
-            raise AudioDecodeError(f"truncated: header declares {declared} frames, only {decoded} decodable")
-        return AudioInfo(handle.samplerate, handle.channels, decoded, handle.format.lower())
+    with quiet_native_stderr(_might_use_mpg123(source, header)), _open(source) as handle:
+        return _decode_all(handle)
+
+
+def _decode_all(handle) -> AudioInfo:
+    """Decode every block of an open SoundFile; the frames actually decoded give the duration."""
+    declared = handle.frames
+    if declared <= 0 or handle.samplerate <= 0:
+        raise AudioDecodeError("no audio frames (header only)")
+    decoded = 0
+    try:
+        for block in handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                raise AudioDecodeError("corrupt data: NaN or infinite samples")
+            decoded += len(block)
+    except AudioDecodeError:
+        raise
+    except Exception as exc:  # libsndfile reports corrupt streams as RuntimeError/LibsndfileError
+        raise AudioDecodeError(f"corrupt or truncated data: decoding failed after {decoded} of {declared} "
+                               f"frames ({_decoder_phrase(exc)})") from None
+    if decoded == 0:
+        raise AudioDecodeError("no audio frames could be decoded")
+    if decoded < 0.99 * declared:
+        raise AudioDecodeError(f"truncated: header declares {declared} frames, only {decoded} decodable")
+    return AudioInfo(handle.samplerate, handle.channels, decoded, handle.format.lower())
 
 
 def load_audio(source: str | BinaryIO, *, sample_rate: int, duration_s: float) -> Waveform:
@@ -119,14 +364,14 @@ def load_audio(source: str | BinaryIO, *, sample_rate: int, duration_s: float) -
 
     Returns a Waveform whose samples have shape (round(sample_rate * duration_s),).
     """
-    with _open(source) as handle:
+    with quiet_native_stderr(_might_use_mpg123(source, _peek(source))), _open(source) as handle:
         native_sr = handle.samplerate
         # a few extra native frames so the resampler's edge does not fall inside the clip
         wanted = math.ceil(duration_s * native_sr) + 64
         try:
             data = handle.read(frames=wanted, dtype="float32", always_2d=True)
         except Exception as exc:
-            raise AudioDecodeError(f"corrupt data ({_first_line(exc)})") from None
+            raise AudioDecodeError(f"corrupt data ({_decoder_phrase(exc)})") from None
     if data.shape[0] == 0:
         raise AudioDecodeError("no audio frames could be decoded")
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]

@@ -23,7 +23,7 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
 
 
-def _options(*extra: Callable) -> Callable:
+def _options(*extra: Callable, data_dir_default: str | None = None) -> Callable:
     """The options every command shares, plus ``extra`` ones; builds ``config`` for the command."""
 
     def decorate(func: Callable) -> Callable:
@@ -35,7 +35,7 @@ def _options(*extra: Callable) -> Callable:
         def wrapper(config_path: str | None, data_dir: str | None, workers: int | None, **kwargs: Any) -> Any:
             from .config import load_config
 
-            overrides = {"data_dir": data_dir, "workers": workers}
+            overrides = {"data_dir": data_dir or data_dir_default, "workers": workers}
             for key in list(kwargs):
                 if "__" in key or key == "address":  # option names like split__seed map to the section key split.seed
                     overrides[key.replace("__", ".")] = kwargs.pop(key)
@@ -92,6 +92,49 @@ def embed(config) -> None:
     from .commands import run_features_command
 
     run_features_command(config, ["vggish"])
+
+
+@main.command()
+@_options(_FEATURES, _VGGISH)
+def train(config) -> None:
+    """Train and evaluate the genre classifier from the feature store."""
+    from .commands import run_train_command
+
+    run_train_command(config)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "model_path", default=None, help="Classifier file (default DATA_DIR/processed/classifier_model.pkl).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@_options(_VGGISH)
+def predict(config, paths, model_path, fmt) -> None:
+    """Predict the genre of audio files and/or folders (PATHS)."""
+    from .commands import run_predict_command
+
+    results = run_predict_command(config, list(paths), model_path, fmt)
+    if any(r.error for r in results):
+        sys.exit(1)
+
+
+@main.command()
+@_options(_FEATURES, _VGGISH, _ADDRESS, _VAL_FRACTION, _SEED)
+def run(config) -> None:
+    """Index, extract features, train and evaluate in one go (reuses everything already stored)."""
+    from .commands import run_all_command
+
+    run_all_command(config)
+
+
+@main.command()
+@click.option("--clips-per-genre", type=click.IntRange(2, 1000), default=20, show_default=True)
+@click.option("--clip-seconds", type=click.FloatRange(1.0, 300.0), default=10.0, show_default=True)
+@_options(_FEATURES, _VGGISH, _ADDRESS, data_dir_default="data/demo")
+def demo(config, clips_per_genre, clip_seconds) -> None:
+    """Write a small synthetic labelled set (default data dir: data/demo) and run everything on it."""
+    from .commands import run_demo_command
+
+    run_demo_command(config, clips_per_genre, clip_seconds)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,3 +47,107 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
             for item in report.failed:
                 click.echo(f"  failed {item['relpath']}: {item['reason']}")
     return reports
+
+
+def run_train_command(config: Config) -> dict:
+    """Train on the train split, evaluate on val, save the model and reports, print the results."""
+    import json
+
+    from .classifier import evaluate, fit, load_dataset, save_model
+    from .fs import atomic_write_text
+    from .layout import Layout
+    from .reports import report_text, write_reports
+
+    data = load_dataset(config)
+    if data.missing:
+        click.secho(f"warning: {data.missing} indexed file(s) have no features (they failed to decode) "
+                    "and are left out.", fg="yellow", err=True)
+    model = fit(data, config)
+    metrics = {**evaluate(model, data), "features": config.train.features, "fingerprints": data.fingerprints}
+    meta = save_model(model, data, config)
+    layout = Layout.of(config.data_dir)
+    atomic_write_text(layout.processed.join("model_meta.json"), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    written = write_reports(metrics, layout.reports)
+    click.echo(report_text(metrics))
+    click.echo(f"wrote {layout.model}, " + ", ".join(str(t) for t in written))
+    return metrics
+
+
+def format_predictions(results: list, genres: list[str], fmt: str) -> str:
+    """table (top genre), csv (one probability column per genre) or json (a list of objects)."""
+    import csv
+    import io
+    import json
+    from dataclasses import asdict
+
+    from .tables import format_table
+
+    if fmt == "json":
+        return json.dumps([asdict(r) for r in results], indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["path", "genre", "probability", *genres, "error"])
+        for r in results:
+            writer.writerow([r.path, r.genre, f"{r.probability:.6f}" if not r.error else "",
+                             *(f"{r.probabilities[g]:.6f}" if not r.error else "" for g in genres), r.error])
+        return out.getvalue().rstrip("\n")
+    rows = [[r.path, r.genre or "-", r.probability if not r.error else "-", r.error] for r in results]
+    return format_table(["file", "genre", "probability", "error"], rows)
+
+
+def run_predict_command(config: Config, paths: list[str], model_path: str | None, fmt: str) -> list:
+    """Predict every file; print them; exit status 1 if any file could not be read."""
+    from .classifier import load_model_bundle
+    from .layout import Layout
+    from .predict import predict_files
+
+    bundle = load_model_bundle(model_path or str(Layout.of(config.data_dir).model.path))
+    results = predict_files(paths, bundle, config)
+    click.echo(format_predictions(results, bundle["genres"], fmt))
+    if not results:
+        click.secho("warning: no audio files found in the given paths.", fg="yellow", err=True)
+    return results
+
+
+def run_all_command(config: Config) -> dict:
+    """index -> MFCC -> VGGish (when the feature set needs it) -> train -> evaluate, one Ray session."""
+    from .featuresets import kinds_for
+
+    kinds = sorted(set(["mfcc"] + kinds_for(config.train.features)))
+    if "vggish" in kinds:
+        from .vggish import check_handle
+
+        check_handle(config.vggish.handle)  # fail before any work, never switch features silently
+    click.secho("== index", bold=True)
+    run_index_command(config)
+    click.secho("\n== features: " + ", ".join(kinds), bold=True)
+    reports = run_features_command(config, kinds)
+    click.secho("\n== train + evaluate", bold=True)
+    metrics = run_train_command(config)
+    return {"features": reports, "metrics": metrics}
+
+
+def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) -> dict:
+    """Write the built-in synthetic set (if absent) and run the whole pipeline on it.
+
+    Without a loadable VGGish model the demo says so loudly and uses MFCC features instead.
+    """
+    import dataclasses
+
+    from .demo import write_demo_set
+    from .errors import ModelLoadError
+
+    written = write_demo_set(config.data_dir, clips_per_genre=clips_per_genre, seconds=clip_seconds)
+    click.echo(f"demo set: {written['total']} clips in {written['raw']} ({written['new']} written now)")
+    if "vggish" in config.train.features:
+        from .vggish import check_handle
+
+        try:
+            check_handle(config.vggish.handle)
+        except ModelLoadError as exc:
+            banner = "!" * 78
+            click.secho(f"{banner}\nVGGish is not available, so this demo uses MFCC features instead.\n{exc}\n"
+                        f"{banner}", fg="red", bold=True, err=True)
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, features="mfcc"))
+    return run_all_command(config)

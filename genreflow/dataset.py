@@ -6,16 +6,20 @@ Validation and hashing run in a process pool bounded by ``workers``; one bad fil
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import posixpath
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyarrow.fs import FileType
+
 from . import __version__
-from .audio import EXTENSIONS, inspect_audio
+from .audio import EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
 from .errors import AudioDecodeError, DataError
-from .fs import Location, atomic_write_bytes, atomic_write_text, is_dir, list_files, open_input, sha256_and_size
+from .fs import Location, atomic_write_bytes, atomic_write_text, is_dir, iter_chunks, list_files, open_input
 from .layout import Layout
 
 EXPECTED_LAYOUT = """Expected layout:
@@ -48,18 +52,22 @@ def discover(raw: Location) -> Discovery:
     prefix = raw.path.rstrip("/") + "/"
     genres: set[str] = set()
     found = Discovery(genres=[])
+    # sorted by relpath, never by host-specific listing order, so every machine agrees
     for info in sorted(entries, key=lambda i: i.path):
         relpath = info.path[len(prefix):] if info.path.startswith(prefix) else info.path
         if _hidden(relpath):
             continue
         parts = relpath.split("/")
-        if info.type.name == "Directory":
+        is_audio_name = posixpath.splitext(relpath)[1].lower() in EXTENSIONS
+        if info.type == FileType.Directory:
             if len(parts) == 1:
                 genres.add(parts[0])
+            elif is_audio_name:  # a folder named like a file: reported, its contents still scanned
+                found.candidates.append((relpath, parts[0]))
             continue
         if len(parts) == 1:
             found.ignored.append(relpath)  # a file directly in raw/ has no genre
-        elif posixpath.splitext(relpath)[1].lower() in EXTENSIONS:
+        elif is_audio_name:
             found.candidates.append((relpath, parts[0]))
         else:
             found.ignored.append(relpath)
@@ -73,23 +81,51 @@ def validate_file(raw: Location, relpath: str) -> dict[str, Any]:
     """Hash and decode one file; return its record, or ``{'relpath', 'reason'}`` if unusable."""
     loc = raw.join(relpath)
     try:
+        digest, size, head, tail = _read_once(loc)
+        source = open_input(loc)
         try:
-            digest, size = sha256_and_size(loc)
-            with loc.fs.open_input_stream(loc.path) as handle:
-                header = handle.read(1 << 16)
-        except PermissionError:
-            raise AudioDecodeError("unreadable: permission denied (check the file's permissions)") from None
-        except IsADirectoryError:
-            raise AudioDecodeError("is a folder, not an audio file") from None
-        except OSError as exc:
-            raise AudioDecodeError(f"unreadable: {exc.strerror or exc}") from None
-        info = inspect_audio(open_input(loc), header=header, file_size=size)
+            info = inspect_audio(source, header=head, file_size=size, tail=tail)
+        finally:
+            if not isinstance(source, str):
+                source.close()
     except AudioDecodeError as exc:
         return {"relpath": relpath, "reason": str(exc)}
     return {
         "relpath": relpath, "content_hash": digest, "duration_s": round(info.duration_s, 6),
         "sample_rate": info.sample_rate, "channels": info.channels, "format": info.format, "bytes": size,
     }
+
+
+def _read_once(loc: Location) -> tuple[str, int, bytes, bytes]:
+    """sha256, size, first HEAD_BYTES and last TAIL_BYTES of a file, in one sequential read."""
+    digest, size, head, tail = hashlib.sha256(), 0, b"", b""
+    try:
+        for chunk in iter_chunks(loc):
+            digest.update(chunk)
+            size += len(chunk)
+            if len(head) < HEAD_BYTES:
+                head += chunk[:HEAD_BYTES - len(head)]
+            tail = (tail + chunk)[-TAIL_BYTES:]
+    except OSError as exc:
+        raise AudioDecodeError(_unreadable_reason(loc, exc)) from None
+    return digest.hexdigest(), size, head, tail
+
+
+def _unreadable_reason(loc: Location, exc: OSError) -> str:
+    """Why a candidate could not be read, without its path (the relpath is shown beside it)."""
+    if isinstance(exc, PermissionError):
+        return "unreadable: permission denied (check the file's permissions)"
+    try:
+        kind = loc.fs.get_file_info(loc.path).type
+    except OSError:
+        kind = None
+    if kind == FileType.Directory or isinstance(exc, IsADirectoryError):
+        return "is a folder, not an audio file"
+    if loc.local and os.path.islink(loc.path):
+        if isinstance(exc, FileNotFoundError):
+            return "broken symbolic link (its target does not exist)"
+    phrase = os_error_phrase(exc)
+    return phrase if phrase.startswith("symbolic link loop") else f"unreadable: {phrase}"
 
 
 def _validate_all(raw: Location, relpaths: list[str], workers: int) -> list[dict[str, Any]]:

@@ -133,7 +133,7 @@ class EmbedBatch:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .vggish import embed_waveform
 
-        return write_features(batch, self.fset, lambda y, n: embed_waveform(self.model, y, n))
+        return write_features(batch, self.fset, lambda y, n: embed_waveform(self.model, np.clip(y, -1.0, 1.0), n))
 
 
 def embed_plan(cpus: int) -> tuple[int, float, int]:

@@ -26,45 +26,60 @@ def _genre_seed(seed: int, genre: str) -> int:
 def make_splits(files: list[dict[str, Any]], config: SplitConfig) -> dict[str, Any]:
     """Assign every file to train or val.
 
-    Per genre, whole duplicate groups are drawn in a seeded order until the validation count
-    reaches round(n * val_fraction) (at least 1, leaving at least 1 in train). A group whose
-    copies sit in several genre folders is assigned with the genre of its first relpath.
-    Genres with fewer than 2 files stay in train, with a warning.
+    Files with the same ``content_hash`` form one group that always lands on one side. Genres
+    are handled in name order; in each, the groups not yet placed are drawn in a seeded order
+    (the seed mixes ``config.seed`` with the genre name, so adding a genre leaves the others'
+    draws alone) and one joins val while that brings the genre's val count closer to
+    round(n * val_fraction), kept in [1, n - 1]. A group with copies in several genres is
+    placed by the first of them and counts for each genre it holds files of. A genre with
+    fewer than 2 valid files stays in train, with a warning.
     """
-    groups: dict[str, list[str]] = defaultdict(list)
-    genre_of: dict[str, str] = {}
+    group_of: dict[str, str] = {}
+    members: dict[str, list[str]] = defaultdict(list)
+    by_genre: dict[str, list[str]] = defaultdict(list)
     for record in sorted(files, key=lambda r: r["relpath"]):
-        groups[record["content_hash"]].append(record["relpath"])
-        genre_of[record["relpath"]] = record["genre"]
-    by_genre: dict[str, list[list[str]]] = defaultdict(list)
-    for members in groups.values():
-        by_genre[genre_of[members[0]]].append(members)
+        group_of[record["relpath"]] = record["content_hash"]
+        members[record["content_hash"]].append(record["relpath"])
+        by_genre[record["genre"]].append(record["relpath"])
 
-    val: list[str] = []
+    in_val: dict[str, bool] = {}  # content_hash -> placed in val?
     for genre in sorted(by_genre):
-        genre_groups = sorted(by_genre[genre])
-        n_files = sum(len(g) for g in genre_groups)
-        if n_files < 2:
-            warnings.warn(f"Genre {genre!r} has {n_files} valid file(s): kept in train, none in validation.",
+        relpaths = by_genre[genre]
+        if len(relpaths) < 2:
+            warnings.warn(f"Genre {genre!r} has {len(relpaths)} valid file(s): kept in train, none in validation.",
                           stacklevel=2)
-            continue
-        target = min(max(1, int(round(n_files * config.val_fraction))), n_files - 1)
-        order = np.random.default_rng(_genre_seed(config.seed, genre)).permutation(len(genre_groups))
-        taken = 0
-        for i in order:
-            size = len(genre_groups[i])
-            if taken + size <= target:
-                val.extend(genre_groups[i])
-                taken += size
-            if taken == target:
-                break
+        _place_genre(genre, relpaths, group_of, in_val, config)
+    val = sorted(rel for key, rels in members.items() if in_val.get(key) for rel in rels)
     val_set = set(val)
     return {
         "seed": config.seed,
         "val_fraction": config.val_fraction,
         "train": sorted(r["relpath"] for r in files if r["relpath"] not in val_set),
-        "val": sorted(val_set),
+        "val": val,
     }
+
+
+def _place_genre(genre: str, relpaths: list[str], group_of: dict[str, str], in_val: dict[str, bool],
+                 config: SplitConfig) -> None:
+    """Decide train/val for the groups of one genre that no earlier genre has placed."""
+    sizes: dict[str, int] = defaultdict(int)  # content_hash -> files of this genre in the group
+    for rel in relpaths:
+        sizes[group_of[rel]] += 1
+    free = sorted(key for key in sizes if key not in in_val)
+    n_files = len(relpaths)
+    if n_files < 2:
+        in_val.update((key, False) for key in free)
+        return
+    target = min(max(1, int(round(n_files * config.val_fraction))), n_files - 1)
+    taken = sum(size for key, size in sizes.items() if in_val.get(key))
+    order = np.random.default_rng(_genre_seed(config.seed, genre)).permutation(len(free))
+    for i in order:
+        key = free[int(i)]
+        size = sizes[key]
+        # join val only if that brings the count closer to the target (ties stay in train)
+        join = abs(taken + size - target) < abs(taken - target)
+        in_val[key] = join
+        taken += size if join else 0
 
 
 def splits_json(splits: dict[str, Any]) -> str:

@@ -237,3 +237,18 @@ def embed_waveform(
     emb = np.asarray(out.numpy(), dtype=np.float32)
     starts_inside = (n_valid - 1) // _EXAMPLE_HOP_SAMPLES + 1
     return emb, int(min(max(starts_inside, 1), emb.shape[0]))
+
+
+def check_handle(handle: str) -> str:
+    """Fail fast, in the driver, before any actor starts: a local folder must be a SavedModel,
+    a URL must resolve (tensorflow_hub downloads it into TFHUB_CACHE_DIR once). Returns the
+    local folder the model was resolved to."""
+    if not _is_remote(handle):
+        return str(_check_local(handle))
+    try:
+        _tf()
+        import tensorflow_hub as hub
+
+        return hub.resolve(handle)
+    except Exception as exc:
+        raise _load_error(handle, _short_reason(exc) + _cache_hint(handle)) from exc

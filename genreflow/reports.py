@@ -1,0 +1,71 @@
+"""Evaluation reports: metrics.json, classification_report.txt, confusion_matrix.png, console text."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from .fs import Location, atomic_write_bytes, atomic_write_text
+from .tables import format_table
+
+
+def per_genre_table(metrics: dict[str, Any]) -> str:
+    rows = [[g, m["precision"], m["recall"], m["f1"], m["support"]] for g, m in metrics["per_genre"].items()]
+    return format_table(["genre", "precision", "recall", "f1", "support"], rows)
+
+
+def confusion_text(metrics: dict[str, Any]) -> str:
+    """The confusion matrix as text: rows are true genres, columns predicted (numbered)."""
+    labels = metrics["labels"]
+    headers = ["true \\ predicted"] + [str(i) for i in range(len(labels))]
+    rows = [[f"{i} {g}"] + row for i, (g, row) in enumerate(zip(labels, metrics["confusion_matrix"]))]
+    return format_table(headers, rows)
+
+
+def report_text(metrics: dict[str, Any]) -> str:
+    if metrics["accuracy"] is None:
+        return f"No validation files (train={metrics['n_train']}): nothing to evaluate.\n"
+    return (f"features: {metrics['features']}   train files: {metrics['n_train']}   val files: {metrics['n_val']}\n"
+            f"accuracy: {metrics['accuracy']:.4f}\n\n{per_genre_table(metrics)}\n\n"
+            f"confusion matrix (rows: true, columns: predicted)\n{confusion_text(metrics)}\n")
+
+
+def confusion_png(metrics: dict[str, Any]) -> bytes:
+    """A labelled heat map with counts in cells; the figure grows with the number of genres."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels, matrix = metrics["labels"], np.asarray(metrics["confusion_matrix"])
+    size = max(5.0, 0.55 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("Predicted genre")
+    ax.set_ylabel("True genre")
+    ax.set_title(f"Confusion matrix ({metrics['features']}, accuracy {metrics['accuracy']:.3f}, n={metrics['n_val']})")
+    high = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9,
+                    color="white" if matrix[i, j] > high else "black")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_reports(metrics: dict[str, Any], reports: Location) -> list[Location]:
+    """Write the three report files atomically; returns their locations."""
+    targets = [reports.join("metrics.json"), reports.join("classification_report.txt")]
+    atomic_write_text(targets[0], json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(targets[1], report_text(metrics))
+    if metrics["accuracy"] is not None:
+        targets.append(reports.join("confusion_matrix.png"))
+        atomic_write_bytes(targets[2], confusion_png(metrics))
+    return targets
