@@ -1,7 +1,8 @@
 """Decoding and preprocessing: any supported file in, fixed-length mono float32 out.
 
-Pure functions (no Ray). Decoding reads only the frames the target duration needs, so a
-one-hour file costs what a 30 s clip costs.
+Pure functions (no Ray). Validation (``inspect_audio``) decodes a whole file and checks its
+bytes for the truncations libsndfile hides; ``load_audio`` reads only the frames the target
+duration needs, so a one-hour file costs what a 30 s clip costs.
 """
 
 from __future__ import annotations
@@ -327,9 +328,13 @@ def inspect_audio(source: str | BinaryIO, header: bytes | None = None, file_size
     header, tail = header or b"", tail or b""
     if not file_size:
         raise AudioDecodeError("empty file (0 bytes)")
-    reason = wav_truncation(header, file_size) or mp3_truncation(header, file_size)
-    if not reason and header[:4] == b"OggS":
+    magic = header[:4]
+    if magic == b"OggS":
         reason = ogg_truncation(tail)
+    elif magic.startswith(_NON_MP3_MAGIC):
+        reason = wav_truncation(header, file_size)
+    else:
+        reason = mp3_truncation(header, file_size)
     if reason:
         raise AudioDecodeError(reason)
     with quiet_native_stderr(_might_use_mpg123(source, header)), _open(source) as handle:

@@ -9,13 +9,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
 from .vggish import DEFAULT_HANDLE as DEFAULT_VGGISH_HANDLE
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib
+
 FEATURE_SETS = ("vggish", "mfcc", "vggish+mfcc")
 
 
@@ -48,10 +53,10 @@ class MfccConfig:
     fmax: float = 0.0  # 0 means sample_rate / 2
 
     def __post_init__(self) -> None:
+        _check(self.n_mels >= 1, "mfcc.n_mels", self.n_mels, "a positive integer")
         _check(1 <= self.n_mfcc <= self.n_mels, "mfcc.n_mfcc", self.n_mfcc, f"in [1, n_mels={self.n_mels}]")
         _check(self.n_fft >= 16, "mfcc.n_fft", self.n_fft, "an integer >= 16")
         _check(self.hop_length >= 1, "mfcc.hop_length", self.hop_length, "a positive integer")
-        _check(self.n_mels >= 1, "mfcc.n_mels", self.n_mels, "a positive integer")
         _check(self.fmin >= 0, "mfcc.fmin", self.fmin, ">= 0 Hz")
         _check(self.fmax == 0 or self.fmax > self.fmin, "mfcc.fmax", self.fmax, "0 (= sample_rate/2) or > fmin")
 
@@ -123,13 +128,17 @@ _SECTION_CLASSES = {
 }
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Accept a TOML/CLI value only if it has the default's type (ints count as floats)."""
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-        raise ConfigError(f"{key}={value!r} is invalid: must be of type {kind.__name__}.")
+        expected = _TYPE_WORDS.get(kind, f"of type {kind.__name__}")
+        raise ConfigError(f"{key}={value!r} is invalid: must be {expected}.")
     return value
 
 
@@ -140,12 +149,13 @@ def _build(cls: type, section: str, values: Mapping[str, Any], base: Any) -> Any
         dotted = f"{section}.{key}" if section else key
         if key not in known:
             allowed = ", ".join(sorted(known))
-            raise ConfigError(f"Unknown configuration key {dotted!r}: allowed keys are {allowed}.")
+            raise ConfigError(f"Unknown configuration key {dotted!r} (= {value!r}): allowed keys"
+                              f"{' in [' + section + ']' if section else ''} are {allowed}.")
         if value is None:
             continue
         if dataclasses.is_dataclass(known[key]):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{dotted} must be a table ([{dotted}]), got {value!r}.")
+                raise ConfigError(f"{dotted}={value!r} is invalid: must be a table (a [{dotted}] section).")
             changes[key] = _build(type(known[key]), key, value, known[key])
         else:
             changes[key] = _coerce(dotted, value, known[key])
@@ -176,8 +186,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"Config file {str(path)!r} does not exist: pass an existing file to --config.") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
+    except OSError as exc:  # a folder, no permission
+        raise ConfigError(f"Config file {str(path)!r} cannot be read: {exc.strerror or exc}.") from None
 
 
 def load_config(config_path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:

@@ -82,18 +82,28 @@ def validate_file(raw: Location, relpath: str) -> dict[str, Any]:
     loc = raw.join(relpath)
     try:
         digest, size, head, tail = _read_once(loc)
-        source = open_input(loc)
-        try:
-            info = inspect_audio(source, header=head, file_size=size, tail=tail)
-        finally:
-            if not isinstance(source, str):
-                source.close()
+        info = _inspect(loc, head, size, tail)
     except AudioDecodeError as exc:
         return {"relpath": relpath, "reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one odd file must not sink the run; its reason says what broke
+        return {"relpath": relpath, "reason": f"unexpected error while reading ({type(exc).__name__}: {exc})"}
     return {
         "relpath": relpath, "content_hash": digest, "duration_s": round(info.duration_s, 6),
         "sample_rate": info.sample_rate, "channels": info.channels, "format": info.format, "bytes": size,
     }
+
+
+def _inspect(loc: Location, head: bytes, size: int, tail: bytes):
+    """Decode the whole file (a path locally, a stream from a remote filesystem)."""
+    try:
+        source = open_input(loc)
+    except OSError as exc:
+        raise AudioDecodeError(_unreadable_reason(loc, exc)) from None
+    try:
+        return inspect_audio(source, header=head, file_size=size, tail=tail)
+    finally:
+        if not isinstance(source, str):
+            source.close()
 
 
 def _read_once(loc: Location) -> tuple[str, int, bytes, bytes]:
@@ -121,11 +131,9 @@ def _unreadable_reason(loc: Location, exc: OSError) -> str:
         kind = None
     if kind == FileType.Directory or isinstance(exc, IsADirectoryError):
         return "is a folder, not an audio file"
-    if loc.local and os.path.islink(loc.path):
-        if isinstance(exc, FileNotFoundError):
-            return "broken symbolic link (its target does not exist)"
-    phrase = os_error_phrase(exc)
-    return phrase if phrase.startswith("symbolic link loop") else f"unreadable: {phrase}"
+    if isinstance(exc, FileNotFoundError) and loc.local and os.path.islink(loc.path):
+        return "broken symbolic link (its target does not exist)"
+    return f"unreadable: {os_error_phrase(exc)}"
 
 
 def _validate_all(raw: Location, relpaths: list[str], workers: int) -> list[dict[str, Any]]:

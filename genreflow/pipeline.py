@@ -167,15 +167,17 @@ def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> St
         return report
     kind = fset.kind.name
     sample_rate = config.audio.sample_rate if kind == "mfcc" else 16000
-    rows = _rows_per_batch(config, sample_rate)
     workers = config.workers or cluster_cpus()
-    ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), math.ceil(len(todo) / rows))))
+    # small runs still spread over every worker; large ones use full batches (= shards)
+    rows = min(_rows_per_batch(config, sample_rate), max(1, math.ceil(len(todo) / workers)))
+    blocks = math.ceil(len(todo) / rows)
+    ds = ray.data.from_items(todo, override_num_blocks=blocks)
     decode_kwargs = {"data_dir": config.data_dir, "sample_rate": sample_rate, "duration_s": config.audio.duration_s}
     if kind == "mfcc":
-        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1,
-                            compute=ray.data.TaskPoolStrategy(size=workers))
+        slots = ray.data.TaskPoolStrategy(size=min(workers, blocks))  # no idle slots (Ray warns of them)
+        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1, compute=slots)
         ds = ds.map_batches(mfcc_batch, fn_kwargs={"fset": fset, "config": config}, batch_size=rows, num_cpus=1,
-                            compute=ray.data.TaskPoolStrategy(size=workers))
+                            compute=slots)
     else:
         actors, actor_cpus, threads = embed_plan(workers)
         ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1,

@@ -29,10 +29,12 @@ def make_splits(files: list[dict[str, Any]], config: SplitConfig) -> dict[str, A
     Files with the same ``content_hash`` form one group that always lands on one side. Genres
     are handled in name order; in each, the groups not yet placed are drawn in a seeded order
     (the seed mixes ``config.seed`` with the genre name, so adding a genre leaves the others'
-    draws alone) and one joins val while that brings the genre's val count closer to
-    round(n * val_fraction), kept in [1, n - 1]. A group with copies in several genres is
-    placed by the first of them and counts for each genre it holds files of. A genre with
-    fewer than 2 valid files stays in train, with a warning.
+    draws alone); each joins val if it still fits under round(n * val_fraction), kept in
+    [1, n - 1], and then one larger group may join if that gets closer to the target. So a
+    genre's val count is within one file of the target unless its copies come in big groups
+    (then a warning says so). A group with copies in several genres is placed by the first of
+    them and counts for every genre it holds files of. A genre with fewer than 2 valid files
+    stays in train, with a warning.
     """
     group_of: dict[str, str] = {}
     members: dict[str, list[str]] = defaultdict(list)
@@ -72,14 +74,20 @@ def _place_genre(genre: str, relpaths: list[str], group_of: dict[str, str], in_v
         return
     target = min(max(1, int(round(n_files * config.val_fraction))), n_files - 1)
     taken = sum(size for key, size in sizes.items() if in_val.get(key))
-    order = np.random.default_rng(_genre_seed(config.seed, genre)).permutation(len(free))
-    for i in order:
-        key = free[int(i)]
-        size = sizes[key]
-        # join val only if that brings the count closer to the target (ties stay in train)
-        join = abs(taken + size - target) < abs(taken - target)
-        in_val[key] = join
-        taken += size if join else 0
+    order = [free[int(i)] for i in np.random.default_rng(_genre_seed(config.seed, genre)).permutation(len(free))]
+    for key in order:  # whole groups that fit under the target, in seeded order
+        in_val[key] = taken + sizes[key] <= target
+        taken += sizes[key] if in_val[key] else 0
+    # groups too big to fit: one may still bring the count closer without emptying train
+    left = [key for key in order if not in_val[key]]
+    if taken < target and left:
+        key = min(left, key=lambda k: sizes[k])  # min() keeps the seeded order among equals
+        if abs(taken + sizes[key] - target) < target - taken and taken + sizes[key] <= n_files - 1:
+            in_val[key] = True
+            taken += sizes[key]
+    if abs(taken - target) > 1:
+        warnings.warn(f"Genre {genre!r}: {taken} of {n_files} files in validation instead of {target}, "
+                      "because its files come in large groups of identical copies.", stacklevel=3)
 
 
 def splits_json(splits: dict[str, Any]) -> str:

@@ -1,0 +1,146 @@
+"""Issue 5: training, evaluation reports, prediction, `run` and `demo`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from pipeline_support import make_tree, write_toml
+
+from genreflow.cli import main
+from genreflow.pooling import pool_frames
+from genreflow.synth import SYNTH_GENRES
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ray_local):
+    """A 4-genre synthetic set run end to end with MFCC features (3 s clips)."""
+    root = tmp_path_factory.mktemp("trained")
+    make_tree(root, per_genre=6, seconds=3.0, genres=SYNTH_GENRES)
+    toml = write_toml(root / "genreflow.toml", duration_s=3.0)
+    result = CliRunner().invoke(main, ["run", "--data-dir", str(root), "--config", str(toml), "--features", "mfcc",
+                                       "--workers", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return root, toml, result.output
+
+
+def test_pooling_ignores_padding_frames():
+    frames = np.zeros((1, 10, 2), dtype=np.float32)
+    frames[0, :4] = [[1, 2], [3, 4], [5, 6], [7, 8]]  # 4 real frames, 6 padding zeros
+    pooled = pool_frames(frames, np.array([4]))
+    assert np.allclose(pooled[0], [4, 5, np.std([1, 3, 5, 7]), np.std([2, 4, 6, 8])])
+
+
+def test_run_writes_model_metrics_and_reports(trained):
+    root, _, output = trained
+    processed = root / "processed"
+    metrics = json.loads((processed / "reports" / "metrics.json").read_text())
+    assert {"accuracy", "per_genre", "confusion_matrix", "labels", "features", "n_train", "n_val"} <= set(metrics)
+    assert metrics["labels"] == sorted(SYNTH_GENRES) and metrics["features"] == "mfcc"
+    assert metrics["n_train"] + metrics["n_val"] == 24 and metrics["n_val"] == 4
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (4, 4) and matrix.sum() == metrics["n_val"]
+    assert metrics["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    assert all(metrics["per_genre"][g]["support"] == matrix[i].sum() for i, g in enumerate(metrics["labels"]))
+    assert (processed / "reports" / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "precision" in (processed / "reports" / "classification_report.txt").read_text()
+    bundle = joblib.load(processed / "classifier_model.pkl")
+    assert bundle["genres"] == metrics["labels"] and bundle["features"] == "mfcc"
+    assert set(bundle["fingerprints"]) == {"mfcc"} and "scikit-learn" in bundle["versions"]
+    assert "accuracy:" in output and "confusion matrix" in output
+
+
+def test_second_run_reuses_the_store(trained):
+    root, toml, _ = trained
+    result = CliRunner().invoke(main, ["run", "--data-dir", str(root), "--config", str(toml), "--features", "mfcc"])
+    assert result.exit_code == 0, result.output
+    assert "0 computed, 24 already cached" in result.output
+
+
+def test_predict_formats_and_unreadable_files(trained, tmp_path):
+    root, toml, _ = trained
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    clip = root / "raw" / "techno" / "clip_0.wav"
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", str(clip), str(bad), str(root / "raw" / "ambient"), "--data-dir",
+                                  str(root), "--config", str(toml), "--format", "json"])
+    assert result.exit_code == 1  # one file failed, the others were still predicted
+    rows = json.loads(result.stdout)
+    assert len(rows) == 8
+    by_path = {r["path"]: r for r in rows}
+    assert by_path[str(bad)]["error"] and not by_path[str(clip)]["error"]
+    for row in rows:
+        if not row["error"]:
+            assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+            assert row["probability"] == max(row["probabilities"].values())
+            assert row["genre"] in SYNTH_GENRES
+    csv = runner.invoke(main, ["predict", str(clip), "--data-dir", str(root), "--config", str(toml), "--format", "csv"])
+    assert csv.exit_code == 0
+    header, line = csv.stdout.strip().splitlines()
+    assert header.split(",")[:3] == ["path", "genre", "probability"] and len(line.split(",")) == 3 + 4 + 1
+
+
+def test_predict_refuses_a_model_trained_on_other_parameters(trained, tmp_path):
+    root, _, _ = trained
+    other = write_toml(tmp_path / "other.toml", duration_s=3.0, mfcc={"n_mfcc": 13})
+    result = CliRunner().invoke(main, ["predict", str(root / "raw" / "techno" / "clip_0.wav"), "--data-dir",
+                                       str(root), "--config", str(other)])
+    assert result.exit_code == 2
+    assert "other parameters" in result.output and "retrain" in result.output
+
+
+def test_train_without_features_says_what_to_run(tmp_path):
+    make_tree(tmp_path, per_genre=2, seconds=1.0)
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", "--data-dir", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(main, ["train", "--data-dir", str(tmp_path), "--features", "mfcc"])
+    assert result.exit_code == 2 and "genreflow features" in result.output
+
+
+def test_run_stops_on_unloadable_vggish_without_switching_features(tmp_path):
+    make_tree(tmp_path, per_genre=2, seconds=1.0)
+    result = subprocess.run([sys.executable, "-m", "genreflow", "run", "--data-dir", str(tmp_path),
+                             "--vggish-model", str(tmp_path / "missing-model")], capture_output=True, text=True)
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert "missing-model" in result.stderr
+    assert not (tmp_path / "processed" / "classifier_model.pkl").exists()
+
+
+@pytest.mark.slow
+def test_demo_falls_back_to_mfcc_loudly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "genreflow", "demo", "--data-dir", str(tmp_path), "--workers", "2",
+                             "--clips-per-genre", "4", "--clip-seconds", "2", "--vggish-model",
+                             str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "VGGish is not available" in result.stderr
+    metrics = json.loads((tmp_path / "processed" / "reports" / "metrics.json").read_text())
+    assert metrics["features"] == "mfcc" and metrics["n_train"] + metrics["n_val"] == 16
+    formats = {p.suffix for p in (tmp_path / "raw").rglob("*.*")}
+    assert formats == {".wav", ".flac", ".ogg", ".mp3"}
+
+
+def test_demo_set_is_deterministic(tmp_path):
+    from genreflow.demo import write_demo_set
+
+    write_demo_set(str(tmp_path / "a"), clips_per_genre=2, seconds=1.0)
+    write_demo_set(str(tmp_path / "b"), clips_per_genre=2, seconds=1.0)
+    for path in sorted((tmp_path / "a" / "raw").rglob("*.wav")):
+        twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        assert path.read_bytes() == twin.read_bytes()
+    again = write_demo_set(str(tmp_path / "a"), clips_per_genre=2, seconds=1.0)
+    assert again["new"] == 0 and again["total"] == 8
