@@ -1,0 +1,266 @@
+"""Helpers for bench_pipeline.py: synthetic clips, the cached VGGish stand-in, the machine's
+description, and a sampler that sums the resident memory of a whole process tree.
+
+Kept apart from the orchestration so each piece stays short and readable. Nothing here is
+imported by genreflow itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+FORMATS = ("wav", "flac", "ogg", "mp3")
+DEFAULT_CACHE = Path(os.environ.get("GENREFLOW_BENCH_CACHE", Path.home() / ".cache" / "genreflow-bench"))
+
+
+# --- inputs -------------------------------------------------------------------------------------
+def clip_spec(i: int) -> tuple[str, str, int, int]:
+    """(genre, format, sample rate, channels) of synthetic clip ``i``.
+
+    Genres cycle fastest so any 4 consecutive clips cover every genre; formats cycle per group
+    of 4; wav/ogg are 22.05 kHz mono (GTZAN-like), flac/mp3 44.1 kHz stereo (ripped music).
+    """
+    from genreflow.synth import SYNTH_GENRES
+
+    genre = SYNTH_GENRES[i % len(SYNTH_GENRES)]
+    fmt = FORMATS[(i // len(SYNTH_GENRES)) % len(FORMATS)]
+    stereo = fmt in ("flac", "mp3")
+    return genre, fmt, 44100 if stereo else 22050, 2 if stereo else 1
+
+
+def _write_clip(args: tuple[str, int, float]) -> str:
+    import numpy as np
+
+    from genreflow.synth import genre_clip, noise, write_audio
+
+    root, i, seconds = args
+    genre, fmt, sr, channels = clip_spec(i)
+    path = Path(root) / genre / f"clip-{i:05d}.{fmt}"
+    if not path.exists():
+        mono = genre_clip(genre, seconds, sr, seed=i) + noise(seconds, sr, amp=0.003, seed=100_000 + i)
+        mono = np.clip(mono, -0.99, 0.99).astype(np.float32)
+        samples = mono if channels == 1 else np.stack([mono, np.roll(mono, 11) * 0.9], axis=1)
+        tmp = path.with_name(f".{path.name}.tmp")
+        write_audio(tmp, samples, sr, fmt=fmt)
+        os.replace(tmp, path)  # a killed run never leaves half a clip under a visible name
+    return str(path.relative_to(root))
+
+
+def synthetic_clips(cache: Path, n: int, seconds: float, workers: int) -> tuple[Path, list[str]]:
+    """Write (once, into ``cache``) and return ``n`` distinct clips as ``(raw_dir, relpaths)``."""
+    raw = cache / f"clips-{seconds:g}s" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(raw), i, seconds) for i in range(n)]
+    if n >= 8 and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            rel = list(pool.map(_write_clip, jobs, chunksize=4))
+    else:
+        rel = [_write_clip(job) for job in jobs]
+    return raw, sorted(rel)
+
+
+def user_clips(data_dir: Path) -> tuple[Path, list[str]]:
+    """The audio files of an existing genreflow data folder (DATA/raw/<genre>/...)."""
+    raw = data_dir / "raw"
+    if not raw.is_dir():
+        raise SystemExit(f"--data-dir {data_dir} has no raw/ folder (expected raw/<genre>/<files>).")
+    rel = sorted(str(p.relative_to(raw)) for p in raw.rglob("*")
+                 if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and len(p.relative_to(raw).parts) > 1
+                 and not any(part.startswith(".") for part in p.relative_to(raw).parts))
+    if not rel:
+        raise SystemExit(f"--data-dir {data_dir}: no .wav/.flac/.ogg/.mp3 files under raw/<genre>/.")
+    return raw, rel
+
+
+def mirror_raw(src_raw: Path, relpaths: list[str], dest_data_dir: Path) -> None:
+    """Give a fresh data folder the same raw files, by hard link (no copy) where possible."""
+    for rel in relpaths:
+        target = dest_data_dir / "raw" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src_raw / rel, target)
+        except OSError:  # another filesystem: copy (symlinks would change what `index` reports)
+            shutil.copy2(src_raw / rel, target)
+
+
+def audio_seconds(raw: Path, relpaths: list[str], cap_s: float) -> float:
+    """Seconds of audio the pipelines process: each file's duration, capped at the clip length."""
+    import soundfile as sf
+
+    return sum(min(sf.info(str(raw / rel)).duration, cap_s) for rel in relpaths)
+
+
+def vggish_model(cache: Path, small: bool) -> Path:
+    """The VGGish stand-in (full size unless ``small``), built once into ``cache``."""
+    path = cache / ("vggish-standin-small-seed0" if small else "vggish-standin-full-seed0")
+    if not (path / "saved_model.pb").is_file():
+        tmp = cache / f".{path.name}.tmp-{os.getpid()}"
+        code = ("from genreflow.testing import build_vggish_standin; import sys; "
+                "build_vggish_standin(sys.argv[1], full_size=sys.argv[2] == 'full', seed=0)")
+        # a subprocess, so this process never holds TensorFlow (it would skew the memory numbers)
+        subprocess.run([sys.executable, "-c", code, str(tmp), "small" if small else "full"], check=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        if not (path / "saved_model.pb").is_file():
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+# --- the machine --------------------------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    import psutil
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for name in ("genreflow", "ray", "tensorflow", "librosa", "numpy"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = None
+    import genreflow
+
+    return {
+        "cpu_model": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "genreflow_path": str(Path(genreflow.__file__).parent),
+    }
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else -1.0
+
+
+# --- memory of a process tree -------------------------------------------------------------------
+@dataclass
+class MemoryPeak:
+    rss_bytes: int = 0
+    pss_bytes: int = 0
+    processes: int = 0
+    by_name: dict[str, int] = field(default_factory=dict)  # summed RSS per process name at the peak
+    samples: int = 0
+
+
+class TreeMemorySampler(threading.Thread):
+    """Sample the resident memory summed over a process and everything it started.
+
+    Which processes count: the root (the command under test), all its descendants (refreshed
+    every tick: Ray's gcs_server, raylet, dashboard, log monitor and the ``ray::`` workers that
+    the raylet forks are all descendants of a driver that started Ray), plus any process whose
+    environment carries ``marker`` (the root's environment is given a unique
+    ``GENREFLOW_BENCH_RUN`` value that every descendant inherits), which still finds a Ray
+    process that was re-parented to init. Sums RSS every ``interval`` s (RSS counts shared pages,
+    e.g. Ray's object store, once per process that touches them, so it over-counts) and PSS
+    (shared pages split between their users, a truer total) every ``pss_every`` s.
+    """
+
+    def __init__(self, root_pid: int, marker: str, interval: float = 0.25, pss_every: float = 1.0,
+                 scan_every: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.root_pid, self.marker = root_pid, marker
+        self.interval, self.pss_every, self.scan_every = interval, pss_every, scan_every
+        self.peak = MemoryPeak()
+        self._stop_event = threading.Event()
+        self._procs: dict[int, Any] = {}
+        self._marked: set[int] = set()
+
+    def stop(self) -> MemoryPeak:
+        self._stop_event.set()
+        self.join(timeout=5)
+        return self.peak
+
+    def _scan_marked(self) -> None:
+        import psutil
+
+        for proc in psutil.process_iter(["pid"]):
+            if proc.pid in self._marked or proc.pid == os.getpid():
+                continue
+            try:
+                if proc.environ().get("GENREFLOW_BENCH_RUN") == self.marker:
+                    self._marked.add(proc.pid)
+            except (psutil.Error, OSError):
+                continue
+
+    def _members(self) -> list[Any]:
+        import psutil
+
+        try:
+            root = self._procs.setdefault(self.root_pid, psutil.Process(self.root_pid))
+            pids = {self.root_pid} | {p.pid for p in root.children(recursive=True)}
+        except psutil.Error:
+            pids = set()
+        members = []
+        for pid in pids | self._marked:
+            try:
+                members.append(self._procs.setdefault(pid, psutil.Process(pid)))
+            except psutil.Error:
+                self._marked.discard(pid)
+        return members
+
+    def sample(self, with_pss: bool) -> None:
+        import psutil
+
+        rss, pss, by_name = 0, 0, {}
+        members = self._members()
+        for proc in members:
+            try:
+                if with_pss:
+                    info = proc.memory_full_info()
+                    pss += info.pss
+                else:
+                    info = proc.memory_info()
+                rss += info.rss
+                name = proc.name()
+                by_name[name] = by_name.get(name, 0) + info.rss
+            except psutil.Error:
+                continue
+        self.peak.samples += 1
+        if rss > self.peak.rss_bytes:
+            self.peak.rss_bytes, self.peak.by_name, self.peak.processes = rss, by_name, len(members)
+        self.peak.pss_bytes = max(self.peak.pss_bytes, pss)
+
+    def run(self) -> None:
+        last_pss = last_scan = 0.0
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            if now - last_scan >= self.scan_every:
+                self._scan_marked()
+                last_scan = now
+            with_pss = now - last_pss >= self.pss_every
+            self.sample(with_pss)
+            if with_pss:
+                last_pss = now
+            self._stop_event.wait(self.interval)
+
+
+def run_marker(label: str) -> str:
+    return hashlib.sha256(f"{label}-{os.getpid()}-{time.time_ns()}".encode()).hexdigest()[:16]
