@@ -21,6 +21,11 @@ class _Group(click.Group):
         except GenreflowError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # read-only folder, disk full, ... outside a pipeline stage
+            where = f" {exc.filename}" if exc.filename else ""
+            click.secho(f"error: cannot access{where}: {exc.strerror or exc}. Check the path, its permissions "
+                        "and free space, then run the command again (finished work is kept).", fg="red", err=True)
+            sys.exit(4)
 
 
 def _options(*extra: Callable, data_dir_default: str | None = None) -> Callable:

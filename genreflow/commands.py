@@ -25,7 +25,11 @@ def run_index_command(config: Config) -> dict:
         for item in index["invalid"]:
             click.echo(f"  {item['relpath']}: {item['reason']}")
     if index["ignored"]:
-        click.echo(f"{len(index['ignored'])} ignored file(s) (not .wav/.mp3/.flac/.ogg or outside a genre folder)")
+        click.echo(f"{len(index['ignored'])} ignored file(s) (not .wav/.mp3/.flac/.ogg or outside a genre folder):")
+        for relpath in index["ignored"][:20]:
+            click.echo(f"  {relpath}")
+        if len(index["ignored"]) > 20:
+            click.echo(f"  ... and {len(index['ignored']) - 20} more (see 'ignored' in {layout.index_json})")
     click.echo(f"\nwrote {layout.index_json}, {layout.index_parquet} and {layout.splits_json}")
     return result
 

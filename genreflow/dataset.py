@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import posixpath
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -139,9 +140,15 @@ def _unreadable_reason(loc: Location, exc: OSError) -> str:
 def _validate_all(raw: Location, relpaths: list[str], workers: int) -> list[dict[str, Any]]:
     if workers <= 1 or len(relpaths) < 8:
         return [validate_file(raw, rel) for rel in relpaths]
-    # remote files are I/O-bound and their filesystem handles may not survive a fork
-    pool_class = ProcessPoolExecutor if raw.local else ThreadPoolExecutor
-    with pool_class(max_workers=workers) as pool:
+    if raw.local:
+        # forkserver, not fork: the caller may already run threads (Ray, gRPC, a test runner)
+        # that a forked child would inherit half-held; workers start clean and are reused
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # workers fork with the decoders already imported
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    else:  # remote files are I/O-bound and their filesystem handles may not survive a fork
+        pool = ThreadPoolExecutor(max_workers=workers)
+    with pool:
         chunk = max(1, len(relpaths) // (workers * 8))
         return list(pool.map(validate_file, [raw] * len(relpaths), relpaths, chunksize=chunk))
 

@@ -27,5 +27,11 @@ class ModelLoadError(GenreflowError):
     exit_code = 3
 
 
+class StoreWriteError(GenreflowError):
+    """A shard or result could not be written (disk full, read-only); finished work is kept."""
+
+    exit_code = 4
+
+
 class AudioDecodeError(GenreflowError):
     """One audio file cannot be used; callers record the reason and go on with the others."""

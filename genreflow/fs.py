@@ -79,8 +79,16 @@ def list_files(loc: Location, recursive: bool = True) -> list[pafs.FileInfo]:
 
 
 def _walk_local(root: str, recursive: bool) -> list[pafs.FileInfo]:
+    """Follows symlinked folders (a genre folder may live elsewhere) but never enters the same
+    folder twice, so a symlink loop cannot hang the walk."""
     infos: list[pafs.FileInfo] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=lambda e: None):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: None):
+        stat = os.stat(dirpath)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
         for name in dirnames:
             infos.append(pafs.FileInfo(posixpath.join(dirpath, name), pafs.FileType.Directory))
         for name in filenames:

@@ -8,13 +8,14 @@ many clips run. Ray appears in this module alone; the maths it calls are plain f
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from .config import Config
-from .errors import AudioDecodeError, ModelLoadError
+from .errors import AudioDecodeError, GenreflowError, StoreWriteError
 from .store import FeatureSet, shard_table, stored_keys, write_shard
 
 MAX_BATCH_BYTES = 256 << 20  # bound the decoded audio one batch holds (matters for long durations)
@@ -104,8 +105,14 @@ def write_features(batch: dict[str, np.ndarray], fset: FeatureSet,
         arrays.append(array)
         valid.append(n_valid_frames)
     if keys:
-        fset.ensure_params_file()
-        write_shard(fset, shard_table(fset.kind, keys, arrays, valid))
+        try:
+            fset.ensure_params_file()
+            write_shard(fset, shard_table(fset.kind, keys, arrays, valid))
+        except OSError as exc:
+            raise StoreWriteError(
+                f"Could not write a {fset.kind.name} shard in {fset.location}: {exc.strerror or exc}. "
+                "Free some space or fix the permissions and run the command again: "
+                "every shard already written is kept and will not be recomputed.") from None
     return {"content_hash": batch["content_hash"], "relpath": batch["relpath"],
             "reason": np.array(reasons, dtype=object)}
 
@@ -193,20 +200,29 @@ def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> St
                 else:
                     report.computed += 1
     except Exception as exc:
-        raise _unwrap_model_error(exc) or exc
+        raise user_error(exc) or exc
     return report
 
 
-def _unwrap_model_error(exc: BaseException) -> ModelLoadError | None:
-    """Ray wraps an actor's ModelLoadError; give the user its message, not Ray's stack."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, ModelLoadError):
-            return ModelLoadError(str(seen))
-        cause = getattr(seen, "cause", None) or seen.__cause__
-        seen = cause if cause is not seen else None
-    text = str(exc)
-    if "ModelLoadError" in text:
-        start = text.find("Could not load the VGGish model")
-        return ModelLoadError(text[start:].splitlines()[0] if start >= 0 else text.splitlines()[-1])
+def user_error(exc: BaseException) -> GenreflowError | None:
+    """Ray wraps errors raised in tasks and actors (model load, disk full); find ours in the
+    chain and return a plain copy, so the user sees its message rather than Ray's stack."""
+    seen: BaseException | None = exc
+    for _ in range(20):
+        if seen is None:
+            break
+        original = getattr(seen, "cause", None)
+        if isinstance(original, GenreflowError):
+            seen = original
+        if isinstance(seen, GenreflowError):
+            # Ray's wrapper subclasses the cause; rebuild the plain type with the first line only
+            plain = next(c for c in type(seen).__mro__ if c.__module__ == GenreflowError.__module__)
+            return plain(str(seen.args[0]) if seen.args else str(seen))
+        seen = original or seen.__cause__ or seen.__context__
+    # Ray Data re-raises a UserCodeException whose cause survives only as traceback text
+    from . import errors
+
+    found = re.findall(r"genreflow\.errors\.(\w+): (.+)", str(exc))
+    if found and isinstance(getattr(errors, found[-1][0], None), type):
+        return getattr(errors, found[-1][0])(found[-1][1].strip())
     return None

@@ -53,3 +53,21 @@ def write_genre_tree(data_dir: Path, counts: dict[str, int], seconds: float = 0.
 def data_dir(tmp_path: Path) -> Path:
     """An empty data folder (raw/ is created by the writers)."""
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray (2 CPUs) for every in-process pipeline test; the pipeline joins it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def standin_model(tmp_path_factory) -> str:
+    """The small VGGish stand-in SavedModel, built once per session."""
+    from genreflow.testing import build_vggish_standin
+
+    return str(build_vggish_standin(tmp_path_factory.mktemp("vggish") / "model", seed=3))

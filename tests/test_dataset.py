@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def _validate_as_nobody() -> dict:
         pid = os.fork()
         if pid == 0:  # child: drop to nobody, validate, report through the pipe
             status = 0
+            signal.alarm(30)  # never hang the test run
             try:
                 os.close(read_end)
                 os.setgroups([])
@@ -154,8 +156,9 @@ def _validate_as_nobody() -> dict:
             os._exit(status)
         os.close(write_end)
         with os.fdopen(read_end, "rb") as pipe:
-            out = json.loads(pipe.read() or b"{}")
+            out = json.loads(pipe.read() or b'{"died": true}')
         os.waitpid(pid, 0)
+    assert "died" not in out, "the unprivileged child died without reporting"
     if "error" in out:
         pytest.skip(f"running as root and cannot drop to user nobody to test permissions: {out['error']}")
     return out

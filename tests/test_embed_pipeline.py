@@ -18,20 +18,6 @@ from genreflow.synth import chord, clicks, noise, write_audio
 from genreflow.testing import build_vggish_standin
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    return str(build_vggish_standin(tmp_path_factory.mktemp("vggish") / "model", seed=3))
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
-
-
 def write_clips(root, seconds_by_name):
     sr = 44100
     for name, seconds in seconds_by_name.items():
@@ -42,10 +28,10 @@ def write_clips(root, seconds_by_name):
 
 
 @pytest.mark.slow
-def test_embeddings_match_direct_model_call_and_row_counts(tmp_path, standin, ray_local):
+def test_embeddings_match_direct_model_call_and_row_counts(tmp_path, standin_model, ray_local):
     write_clips(tmp_path, {"long.wav": 31.0, "mid.flac": 12.0, "short.ogg": 0.5, "tiny.mp3": 0.3})
     for duration, rows in ((30.0, 31), (10.0, 10)):
-        config = config_for(tmp_path, duration_s=duration, **{"vggish.handle": standin})
+        config = config_for(tmp_path, duration_s=duration, **{"vggish.handle": standin_model})
         run_index_command(config)
         (report,) = run_features_command(config, ["vggish"])
         assert (report.computed, report.failed) == (4, [])
@@ -58,7 +44,7 @@ def test_embeddings_match_direct_model_call_and_row_counts(tmp_path, standin, ra
 
     import tensorflow_hub as hub
 
-    model = hub.load(standin)
+    model = hub.load(standin_model)
     row = frame[frame.relpath.str.endswith("mid.flac")].iloc[0]
     wave = load_audio(str(tmp_path / "raw" / row.relpath), sample_rate=16000, duration_s=10.0)
     direct = model(np.clip(wave.samples, -1, 1)).numpy()
@@ -66,9 +52,9 @@ def test_embeddings_match_direct_model_call_and_row_counts(tmp_path, standin, ra
 
 
 @pytest.mark.slow
-def test_embed_is_incremental_and_keyed_by_model(tmp_path, standin, ray_local, tmp_path_factory):
+def test_embed_is_incremental_and_keyed_by_model(tmp_path, standin_model, ray_local, tmp_path_factory):
     write_clips(tmp_path, {"x.wav": 2.0, "yy.wav": 2.0})
-    config = config_for(tmp_path, duration_s=2.0, **{"vggish.handle": standin})
+    config = config_for(tmp_path, duration_s=2.0, **{"vggish.handle": standin_model})
     run_index_command(config)
     (first,) = run_features_command(config, ["vggish"])
     (second,) = run_features_command(config, ["vggish"])

@@ -24,16 +24,6 @@ from genreflow.store import feature_array, read_features, read_table
 from genreflow.synth import tone, write_audio
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray for the whole module; the pipeline joins it instead of starting its own."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
-
-
 def index_and_extract(config):
     run_index_command(config)
     (report,) = run_features_command(config, ["mfcc"])

@@ -18,15 +18,6 @@ from genreflow.synth import SYNTH_GENRES
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory, ray_local):
     """A 4-genre synthetic set run end to end with MFCC features (3 s clips)."""
     root = tmp_path_factory.mktemp("trained")
