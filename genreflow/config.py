@@ -122,7 +122,6 @@ class Config:
         return self.workers or (os.cpu_count() or 1)
 
 
-_SECTIONS = {f.name: f.type for f in fields(Config) if f.name in ("audio", "mfcc", "vggish", "split", "train")}
 _SECTION_CLASSES = {
     "audio": AudioConfig, "mfcc": MfccConfig, "vggish": VggishConfig, "split": SplitConfig, "train": TrainConfig,
 }

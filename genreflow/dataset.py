@@ -20,7 +20,7 @@ from pyarrow.fs import FileType
 from . import __version__
 from .audio import EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
 from .errors import AudioDecodeError, DataError
-from .fs import Location, atomic_write_bytes, atomic_write_text, is_dir, iter_chunks, list_files, open_input
+from .fs import Location, remove_stale_temps, atomic_write_bytes, atomic_write_text, is_dir, iter_chunks, list_files, open_input
 from .layout import Layout
 
 EXPECTED_LAYOUT = """Expected layout:
@@ -39,6 +39,20 @@ class Discovery:
     genres: list[str]
     candidates: list[tuple[str, str]] = field(default_factory=list)  # (relpath, genre)
     ignored: list[str] = field(default_factory=list)
+    unusable: list[dict[str, str]] = field(default_factory=list)  # found but unusable before decoding
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _printable(name: str) -> str:
+    """A non-UTF-8 name as text: undecodable bytes become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _hidden(relpath: str) -> bool:
@@ -60,7 +74,11 @@ def discover(raw: Location) -> Discovery:
             continue
         parts = relpath.split("/")
         is_audio_name = posixpath.splitext(relpath)[1].lower() in EXTENSIONS
-        if info.type == FileType.Directory:
+        if not _utf8(relpath):
+            found.unusable.append({"relpath": _printable(relpath),
+                                   "reason": "file name is not valid UTF-8: rename it (e.g. with convmv)"})
+            continue
+        if info.is_dir:
             if len(parts) == 1:
                 genres.add(parts[0])
             elif is_audio_name:  # a folder named like a file: reported, its contents still scanned
@@ -160,8 +178,8 @@ def build_index(data_dir: str, workers: int) -> dict[str, Any]:
     genre_of = dict(found.candidates)
     results = _validate_all(layout.raw, [rel for rel, _ in found.candidates], workers)
     valid = [r for r in results if "reason" not in r]
-    invalid = sorted(({"relpath": r["relpath"], "reason": r["reason"]} for r in results if "reason" in r),
-                     key=lambda r: r["relpath"])
+    invalid = sorted([{"relpath": r["relpath"], "reason": r["reason"]} for r in results if "reason" in r]
+                     + found.unusable, key=lambda r: r["relpath"])
     labels = {name: i for i, name in enumerate(sorted({genre_of[r["relpath"]] for r in valid}))}
     files = [
         {"relpath": r["relpath"], "genre": genre_of[r["relpath"]], "label": labels[genre_of[r["relpath"]]],
@@ -184,6 +202,7 @@ def write_index(index: dict[str, Any], data_dir: str) -> None:
     import pyarrow.parquet as pq
 
     layout = Layout.of(data_dir)
+    remove_stale_temps(layout.processed)
     atomic_write_text(layout.index_json, json.dumps(index, indent=2, sort_keys=True) + "\n")
     table = index_table(index)
     sink = pa.BufferOutputStream()

@@ -6,8 +6,10 @@ shards, so nothing in genreflow touches ``open()`` for data directly; it goes th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
 import posixpath
 import uuid
 from dataclasses import dataclass
@@ -41,7 +43,18 @@ class Location:
         return posixpath.basename(self.path.rstrip("/"))
 
     def __str__(self) -> str:
-        return self.path if self.local else f"{type(self.fs).__name__}:{self.path}"
+        """A plain path locally, ``scheme://bucket/key`` otherwise (without endpoint or keys)."""
+        return self.path if self.local else f"{_scheme(self.fs)}://{self.path}"
+
+
+def _scheme(fs: Any) -> str:
+    name = fs.type_name  # 'local', 's3', 'gcs', 'hdfs' or 'py::fsspec+<protocol>'
+    return {"gcs": "gs"}.get(name, name.rpartition("+")[2] if name.startswith("py::") else name)
+
+
+def _object_store(fs: Any) -> bool:
+    """S3 and GCS have no folders and no rename: one PUT makes a whole object appear at once."""
+    return fs.type_name in ("s3", "gcs")
 
 
 def locate(uri: str | os.PathLike) -> Location:
@@ -49,6 +62,9 @@ def locate(uri: str | os.PathLike) -> Location:
     text = os.fspath(uri)
     if "://" not in text:
         return Location(pafs.LocalFileSystem(), os.path.abspath(text).replace(os.sep, "/"))
+    if text.startswith("s3://") and "allow_delayed_open=" not in text:
+        # small objects (under the multipart size) then go up in one PutObject
+        text += ("&" if "?" in text else "?") + "allow_delayed_open=true"
     try:
         fs, path = pafs.FileSystem.from_uri(text)
         return Location(fs, path)
@@ -71,17 +87,31 @@ def makedirs(loc: Location) -> None:
     loc.fs.create_dir(loc.path, recursive=True)
 
 
-def list_files(loc: Location, recursive: bool = True) -> list[pafs.FileInfo]:
+@dataclass(frozen=True)
+class Entry:
+    """One listed file or folder. A plain str path, so local names that are not valid UTF-8
+    (kept by Python as surrogate escapes) can still be listed and reported."""
+
+    path: str
+    is_dir: bool
+
+    @property
+    def base_name(self) -> str:
+        return posixpath.basename(self.path)
+
+
+def list_files(loc: Location, recursive: bool = True) -> list[Entry]:
     """Every entry below ``loc`` (files and folders), without following symlink loops."""
     if loc.local:
         return _walk_local(loc.path, recursive)
-    return loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=recursive, allow_not_found=True))
+    infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=recursive, allow_not_found=True))
+    return [Entry(i.path, i.type == pafs.FileType.Directory) for i in infos]
 
 
-def _walk_local(root: str, recursive: bool) -> list[pafs.FileInfo]:
+def _walk_local(root: str, recursive: bool) -> list[Entry]:
     """Follows symlinked folders (a genre folder may live elsewhere) but never enters the same
     folder twice, so a symlink loop cannot hang the walk."""
-    infos: list[pafs.FileInfo] = []
+    entries: list[Entry] = []
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: None):
         stat = os.stat(dirpath)
@@ -89,15 +119,11 @@ def _walk_local(root: str, recursive: bool) -> list[pafs.FileInfo]:
             dirnames[:] = []
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        for name in dirnames:
-            infos.append(pafs.FileInfo(posixpath.join(dirpath, name), pafs.FileType.Directory))
-        for name in filenames:
-            full = posixpath.join(dirpath, name)
-            kind = pafs.FileType.File if os.path.isfile(full) else pafs.FileType.Unknown
-            infos.append(pafs.FileInfo(full, kind))
+        entries.extend(Entry(posixpath.join(dirpath, name), True) for name in dirnames)
+        entries.extend(Entry(posixpath.join(dirpath, name), False) for name in filenames)
         if not recursive:
             break
-    return infos
+    return entries
 
 
 def open_input(loc: Location) -> str | BinaryIO:
@@ -130,14 +156,17 @@ def atomic_write_bytes(loc: Location, data: bytes) -> None:
     """Make ``data`` appear at ``loc`` whole or not at all.
 
     Locally: write a hidden temp file beside the target, fsync, then rename over it (readers
-    skip names starting with '.'). On object stores a single PUT is already atomic.
+    skip names starting with '.'). On object stores an object appears whole when its upload
+    completes (one PUT below the multipart size, else the multipart completion) and there are
+    no folders to create; shard names are derived from their content, so nothing is renamed.
     """
-    makedirs(loc.parent)
+    if not _object_store(loc.fs):
+        makedirs(loc.parent)
     if not loc.local:
         with loc.fs.open_output_stream(loc.path) as handle:
             handle.write(data)
         return
-    tmp = posixpath.join(posixpath.dirname(loc.path), f".tmp-{uuid.uuid4().hex}-{loc.name}")
+    tmp = posixpath.join(posixpath.dirname(loc.path), f"{_temp_prefix()}{uuid.uuid4().hex[:12]}-{loc.name}")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -148,6 +177,38 @@ def atomic_write_bytes(loc: Location, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _temp_prefix(pid: int | None = None) -> str:
+    """Temp names carry host and pid so a later run can tell a dead writer's leftovers."""
+    return f".tmp-{socket.gethostname()}-{os.getpid() if pid is None else pid}-"
+
+
+def remove_stale_temps(loc: Location) -> int:
+    """Delete temp files left in a local folder by writers on this host that no longer run
+    (a killed run). Readers never see them anyway; this only reclaims the space."""
+    if not loc.local or not os.path.isdir(loc.path):
+        return 0
+    removed, host_prefix = 0, f".tmp-{socket.gethostname()}-"
+    for name in os.listdir(loc.path):
+        if not name.startswith(host_prefix):
+            continue
+        pid_text = name[len(host_prefix):].split("-", 1)[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(posixpath.join(loc.path, name))
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(loc: Location, text: str) -> None:

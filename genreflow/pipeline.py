@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import Config
 from .errors import AudioDecodeError, GenreflowError, StoreWriteError
+from .fs import remove_stale_temps
 from .store import FeatureSet, shard_table, stored_keys, write_shard
 
 MAX_BATCH_BYTES = 256 << 20  # bound the decoded audio one batch holds (matters for long durations)
@@ -167,6 +168,7 @@ def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> St
 
     from .raysession import cluster_cpus
 
+    remove_stale_temps(fset.location)
     report = StageReport(fset.kind.name, fset.fingerprint, files=len(files))
     todo, report.cached = pending(files, stored_keys(fset))
     report.unique = report.cached + len(todo)

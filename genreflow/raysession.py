@@ -22,7 +22,8 @@ def ray_session(address: str | None, workers: int) -> Iterator[None]:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=workers, include_dashboard=False, **kwargs)
+        # "local": never attach to a cluster some `ray start` left on this machine
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, **kwargs)
     try:
         yield
     finally:

@@ -141,7 +141,7 @@ def list_feature_sets(data_dir: str, kind: str) -> list[dict[str, Any]]:
         return []
     found = []
     for info in list_files(root, recursive=False):
-        if info.type.name == "Directory" and is_fingerprint(info.base_name):
+        if info.is_dir and is_fingerprint(info.base_name):
             params_file = Location(root.fs, info.path).join("_params.json")
             params = json.loads(read_text(params_file)) if exists(params_file) else {}
             found.append({"fingerprint": info.base_name, **params})
