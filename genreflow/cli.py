@@ -132,6 +132,15 @@ def run(config) -> None:
 
 
 @main.command()
+@_options(_VGGISH)
+def status(config) -> None:
+    """Show what DATA_DIR holds: index, splits, feature sets (current or not) and the model."""
+    from .commands import run_status_command
+
+    run_status_command(config)
+
+
+@main.command()
 @click.option("--clips-per-genre", type=click.IntRange(2, 1000), default=20, show_default=True)
 @click.option("--clip-seconds", type=click.FloatRange(1.0, 300.0), default=10.0, show_default=True)
 @_options(_FEATURES, _VGGISH, _ADDRESS, data_dir_default="data/demo")

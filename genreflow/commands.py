@@ -155,3 +155,45 @@ def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) 
                         f"{banner}", fg="red", bold=True, err=True)
             config = dataclasses.replace(config, train=dataclasses.replace(config.train, features="mfcc"))
     return run_all_command(config)
+
+
+def run_status_command(config: Config) -> dict:
+    """What a data folder holds: index, splits, every feature set (current or not), model, accuracy."""
+    import json
+
+    from .dataset import read_index
+    from .featuresets import feature_set
+    from .fs import exists, read_text
+    from .layout import Layout
+    from .store import list_feature_sets, open_feature_set, stored_keys
+    from .tables import format_table
+
+    layout = Layout.of(config.data_dir)
+    index = read_index(config.data_dir)
+    keys = {f["content_hash"] for f in index["files"]}
+    click.echo(f"data: {layout.root}")
+    click.echo(f"index: {len(index['files'])} valid files ({len(keys)} unique), {len(index['invalid'])} invalid, "
+               f"{len(index['genres'])} genres: {', '.join(index['genres'])}")
+    if exists(layout.splits_json):
+        splits = json.loads(read_text(layout.splits_json))
+        click.echo(f"splits: {len(splits['train'])} train / {len(splits['val'])} val (seed {splits['seed']})")
+    rows = []
+    for kind in ("mfcc", "vggish"):
+        current = feature_set(config, kind).fingerprint
+        for entry in list_feature_sets(config.data_dir, kind):
+            stored = stored_keys(open_feature_set(config.data_dir, kind, entry["fingerprint"]))
+            rows.append([kind, entry["fingerprint"], "yes" if entry["fingerprint"] == current else "",
+                         f"{len(stored & keys)}/{len(keys)}", len(stored - keys)])
+    if rows:
+        click.echo("\n" + format_table(["kind", "fingerprint", "current", "indexed stored", "other rows"], rows))
+    else:
+        click.echo("\nfeature store: empty (run `genreflow features` / `genreflow embed`)")
+    metrics_file = layout.reports.join("metrics.json")
+    if exists(layout.model) and exists(metrics_file):
+        metrics = json.loads(read_text(metrics_file))
+        accuracy = "n/a" if metrics["accuracy"] is None else f"{metrics['accuracy']:.4f}"
+        click.echo(f"\nmodel: {layout.model} ({metrics['features']}, val accuracy {accuracy}, "
+                   f"{metrics['n_train']} train / {metrics['n_val']} val)")
+    else:
+        click.echo("\nmodel: none yet (run `genreflow train` or `genreflow run`)")
+    return {"feature_sets": rows}

@@ -14,7 +14,7 @@ from pipeline_support import make_tree, write_toml
 
 from genreflow.cli import main
 from genreflow.pooling import pool_frames
-from genreflow.synth import SYNTH_GENRES
+from genreflow.synth import SYNTH_GENRES, write_audio
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,50 @@ def test_demo_set_is_deterministic(tmp_path):
         assert path.read_bytes() == twin.read_bytes()
     again = write_demo_set(str(tmp_path / "a"), clips_per_genre=2, seconds=1.0)
     assert again["new"] == 0 and again["total"] == 8
+
+
+def test_accuracy_is_high_and_metrics_agree_with_scikit_learn(trained):
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
+    from genreflow.classifier import load_dataset
+    from genreflow.config import load_config
+
+    root, toml, _ = trained
+    metrics = json.loads((root / "processed" / "reports" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9  # 4 separable synthetic classes
+    config = load_config(str(toml), {"data_dir": str(root), "train.features": "mfcc"})
+    data = load_dataset(config)
+    pipeline = joblib.load(root / "processed" / "classifier_model.pkl")["pipeline"]
+    X, y = data.X[data.is_val], data.y[data.is_val]
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y, pipeline.predict(X)))
+    assert metrics["confusion_matrix"] == confusion_matrix(y, pipeline.predict(X), labels=range(4)).tolist()
+
+
+def test_saved_model_predicts_a_held_out_file_in_a_fresh_process(trained, tmp_path):
+    from genreflow.synth import genre_clip
+
+    root, toml, _ = trained
+    held_out = {}
+    for genre in SYNTH_GENRES:
+        path = tmp_path / f"new_{genre}.wav"
+        write_audio(path, genre_clip(genre, 3.0, 22050, seed=999), 22050)
+        held_out[str(path)] = genre
+    result = subprocess.run([sys.executable, "-m", "genreflow", "predict", *held_out, "--model",
+                             str(root / "processed" / "classifier_model.pkl"), "--config", str(toml),
+                             "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    predicted = {row["path"]: row["genre"] for row in json.loads(result.stdout)}
+    assert predicted == held_out
+
+
+@pytest.mark.slow
+def test_run_finishes_with_the_vggish_standin(tmp_path, ray_local, standin_model):
+    make_tree(tmp_path, per_genre=4, seconds=2.0, genres=SYNTH_GENRES[:3])
+    toml = write_toml(tmp_path / "genreflow.toml", duration_s=2.0, vggish={"handle": standin_model})
+    result = CliRunner().invoke(main, ["run", "--data-dir", str(tmp_path), "--config", str(toml), "--features",
+                                       "vggish+mfcc", "--workers", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "processed" / "reports" / "metrics.json").read_text())
+    assert metrics["features"] == "vggish+mfcc" and set(metrics["fingerprints"]) == {"mfcc", "vggish"}
+    status = CliRunner().invoke(main, ["status", "--data-dir", str(tmp_path), "--config", str(toml)])
+    assert status.exit_code == 0 and "12/12" in status.output and "val accuracy" in status.output
