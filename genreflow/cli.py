@@ -123,12 +123,14 @@ def predict(config, paths, model_path, fmt) -> None:
 
 
 @main.command()
+@click.option("--train/--no-train", "train", default=True, show_default=True,
+              help="Train and evaluate after the features; --no-train stops after them (jobs/pipeline.py).")
 @_options(_FEATURES, _VGGISH, _ADDRESS, _VAL_FRACTION, _SEED)
-def run(config) -> None:
+def run(config, train) -> None:
     """Index, extract features, train and evaluate in one go (reuses everything already stored)."""
     from .commands import run_all_command
 
-    run_all_command(config)
+    run_all_command(config, train=train)
 
 
 @main.command()

@@ -114,8 +114,12 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
     return results
 
 
-def run_all_command(config: Config) -> dict:
-    """index -> MFCC -> VGGish (when the feature set needs it) -> train -> evaluate, one Ray session."""
+def run_all_command(config: Config, *, train: bool = True) -> dict:
+    """index -> MFCC -> VGGish (when the feature set needs it) -> train -> evaluate, one Ray session.
+
+    ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
+    training runs later as its own job (jobs/train.py = `genreflow train`).
+    """
     from .featuresets import kinds_for
 
     kinds = sorted(set(["mfcc"] + kinds_for(config.train.features)))
@@ -127,6 +131,8 @@ def run_all_command(config: Config) -> dict:
     run_index_command(config)
     click.secho("\n== features: " + ", ".join(kinds), bold=True)
     reports = run_features_command(config, kinds)
+    if not train:
+        return {"features": reports, "metrics": None}
     click.secho("\n== train + evaluate", bold=True)
     metrics = run_train_command(config)
     return {"features": reports, "metrics": metrics}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from .errors import ConfigError
 from .layout import Layout
 from .synth import SYNTH_GENRES, genre_clip, write_audio
 
@@ -16,7 +17,8 @@ def write_demo_set(data_dir: str, *, clips_per_genre: int = 20, seconds: float =
     """Write DIR/raw/<genre>/clip_NN.<fmt> for each synthetic genre; existing files are kept."""
     raw = Layout.of(data_dir).raw
     if not raw.local:
-        raise ValueError(f"data_dir={data_dir!r}: the demo writes to a local folder only")
+        raise ConfigError(f"--data-dir {data_dir!r} is a URI: the demo writes its clips to a local folder only. "
+                          "Run it locally, upload DIR/raw, then `genreflow run --data-dir URI`.")
     new = total = 0
     for g, genre in enumerate(SYNTH_GENRES):
         for i in range(clips_per_genre):

@@ -20,6 +20,7 @@ from .fs import remove_stale_temps
 from .store import FeatureSet, shard_table, stored_keys, write_shard
 
 MAX_BATCH_BYTES = 256 << 20  # bound the decoded audio one batch holds (matters for long durations)
+IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once, hashed and decoded from memory
 
 
 @dataclass
@@ -53,21 +54,34 @@ def pending(files: list[dict[str, Any]], stored: set[str]) -> tuple[list[dict[st
 
 
 def decode_one(data_dir: str, relpath: str, content_hash: str, *, sample_rate: int, duration_s: float):
-    """Check the file is still the one indexed, then decode it (raises AudioDecodeError)."""
+    """Check the file is still the one indexed, then decode it (raises AudioDecodeError).
+
+    Files up to IN_MEMORY_BYTES are read once and decoded from memory (one read, also on object
+    stores); larger ones are hashed as a stream and decoded from the path, reading only what the
+    duration needs.
+    """
+    import hashlib
+    import io
+
     from .audio import load_audio
-    from .fs import open_input, sha256_and_size
+    from .fs import open_input, read_bytes, sha256_and_size
     from .layout import Layout
 
     loc = Layout.of(data_dir).raw.join(relpath)
     try:
-        digest, _ = sha256_and_size(loc)
+        size = loc.fs.get_file_info(loc.path).size
+        if size is not None and size <= IN_MEMORY_BYTES:
+            data = read_bytes(loc)
+            digest, source = hashlib.sha256(data).hexdigest(), io.BytesIO(data)
+        else:
+            (digest, _), source = sha256_and_size(loc), open_input(loc)
     except FileNotFoundError:
         raise AudioDecodeError("deleted since `genreflow index`: re-run it") from None
     except OSError as exc:
         raise AudioDecodeError(f"unreadable: {exc.strerror or exc}") from None
     if digest != content_hash:
         raise AudioDecodeError("changed since `genreflow index` (content hash differs): re-run it")
-    return load_audio(open_input(loc), sample_rate=sample_rate, duration_s=duration_s)
+    return load_audio(source, sample_rate=sample_rate, duration_s=duration_s)
 
 
 def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str, sample_rate: int,
