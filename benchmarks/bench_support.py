@@ -84,6 +84,18 @@ def user_clips(data_dir: Path) -> tuple[Path, list[str]]:
     return raw, rel
 
 
+def unique_contents(raw: Path, relpaths: list[str]) -> int:
+    """Distinct file contents (genreflow computes each content once, whatever its name)."""
+    digests = set()
+    for rel in relpaths:
+        digest = hashlib.sha256()
+        with open(raw / rel, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digests.add(digest.hexdigest())
+    return len(digests)
+
+
 def mirror_raw(src_raw: Path, relpaths: list[str], dest_data_dir: Path) -> None:
     """Give a fresh data folder the same raw files, by hard link (no copy) where possible."""
     for rel in relpaths:
@@ -156,6 +168,28 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def cpu_counters() -> tuple[float, float, float]:
+    """(busy CPU seconds of the whole machine, of which stolen by the hypervisor, of this process)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    own = psutil.Process().cpu_times()
+    return busy, getattr(t, "steal", 0.0), own.user + own.system
+
+
+def wait_for_idle(max_wait_s: float, busy_below: float = 0.15, window_s: float = 3.0) -> float:
+    """On a shared machine, wait (up to ``max_wait_s``) until the CPUs are nearly idle for one
+    ``window_s``; return the busy share of the last window (the caller records it)."""
+    import psutil
+
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = psutil.cpu_percent(interval=window_s) / 100
+        if busy < busy_below or time.monotonic() >= deadline:
+            return round(busy, 3)
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else -1.0
 
@@ -168,6 +202,8 @@ class MemoryPeak:
     processes: int = 0
     by_name: dict[str, int] = field(default_factory=dict)  # summed RSS per process name at the peak
     samples: int = 0
+    cpu_s: float = 0.0  # user + system CPU of every process seen, as last sampled
+    timeline: list[tuple[float, float, float]] = field(default_factory=list)  # (t s, RSS GiB, CPU s) per second
 
 
 class TreeMemorySampler(threading.Thread):
@@ -180,7 +216,9 @@ class TreeMemorySampler(threading.Thread):
     ``GENREFLOW_BENCH_RUN`` value that every descendant inherits), which still finds a Ray
     process that was re-parented to init. Sums RSS every ``interval`` s (RSS counts shared pages,
     e.g. Ray's object store, once per process that touches them, so it over-counts) and PSS
-    (shared pages split between their users, a truer total) every ``pss_every`` s.
+    (shared pages split between their users, a truer total) every ``pss_every`` s. Also adds up
+    each process's CPU time as last sampled (a process's final fraction of a tick is missed), since
+    ``RUSAGE_CHILDREN`` never sees Ray workers that the raylet, not us, reaps.
     """
 
     def __init__(self, root_pid: int, marker: str, interval: float = 0.25, pss_every: float = 1.0,
@@ -192,6 +230,8 @@ class TreeMemorySampler(threading.Thread):
         self._stop_event = threading.Event()
         self._procs: dict[int, Any] = {}
         self._marked: set[int] = set()
+        self._cpu: dict[int, float] = {}
+        self._t0 = time.monotonic()
 
     def stop(self) -> MemoryPeak:
         self._stop_event.set()
@@ -239,14 +279,20 @@ class TreeMemorySampler(threading.Thread):
                 else:
                     info = proc.memory_info()
                 rss += info.rss
+                times = proc.cpu_times()
+                self._cpu[proc.pid] = times.user + times.system
                 name = proc.name()
                 by_name[name] = by_name.get(name, 0) + info.rss
             except psutil.Error:
                 continue
         self.peak.samples += 1
+        self.peak.cpu_s = sum(self._cpu.values())
         if rss > self.peak.rss_bytes:
             self.peak.rss_bytes, self.peak.by_name, self.peak.processes = rss, by_name, len(members)
         self.peak.pss_bytes = max(self.peak.pss_bytes, pss)
+        if with_pss:  # once per pss_every seconds: enough to see the phases of a run
+            self.peak.timeline.append((round(time.monotonic() - self._t0, 2), round(rss / 2**30, 3),
+                                       round(self.peak.cpu_s, 2)))
 
     def run(self) -> None:
         last_pss = last_scan = 0.0

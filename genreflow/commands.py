@@ -42,6 +42,10 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
     from .raysession import ray_session
 
     files = read_index(config.data_dir)["files"]
+    if "vggish" in kinds:
+        from .vggish import check_handle
+
+        check_handle(config.vggish.handle)  # before Ray starts: a bad handle costs no start-up
     reports = []
     with ray_session(config.address, config.n_workers):
         for kind in kinds:
