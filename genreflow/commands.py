@@ -36,9 +36,11 @@ def run_index_command(config: Config) -> dict:
 
 def run_features_command(config: Config, kinds: list[str]) -> list:
     """Extract each kind of feature for the indexed files (one Ray session), print the counts."""
+    import contextlib
+
     from .dataset import read_index
     from .featuresets import feature_set
-    from .pipeline import extract
+    from .pipeline import extract, needs_compute
     from .raysession import ray_session
 
     files = read_index(config.data_dir)["files"]
@@ -46,10 +48,13 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
         from .vggish import check_handle
 
         check_handle(config.vggish.handle)  # before Ray starts: a bad handle costs no start-up
+    fsets = [feature_set(config, kind) for kind in kinds]
     reports = []
-    with ray_session(config.address, config.n_workers):
-        for kind in kinds:
-            report = extract(config, feature_set(config, kind), files)
+    # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds)
+    needed = any(needs_compute(fset, files) for fset in fsets)
+    with ray_session(config.address, config.n_workers) if needed else contextlib.nullcontext():
+        for fset in fsets:
+            report = extract(config, fset, files)
             reports.append(report)
             click.echo(report.line())
             for item in report.failed:

@@ -96,11 +96,17 @@ def discover(raw: Location) -> Discovery:
     return found
 
 
-def validate_file(raw: Location, relpath: str) -> dict[str, Any]:
-    """Hash and decode one file; return its record, or ``{'relpath', 'reason'}`` if unusable."""
+def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hash and decode one file; return its record, or ``{'relpath', 'reason'}`` if unusable.
+
+    ``previous`` is the file's record in the last index: when the bytes still hash the same,
+    that record stands and the file is not decoded again (hashing costs a fraction of decoding).
+    """
     loc = raw.join(relpath)
     try:
         digest, size, head, tail = _read_once(loc)
+        if previous and previous.get("content_hash") == digest and previous.get("bytes") == size:
+            return {"relpath": relpath, **{k: previous[k] for k in INDEX_COLUMNS[3:]}}
         info = _inspect(loc, head, size, tail)
     except AudioDecodeError as exc:
         return {"relpath": relpath, "reason": str(exc)}
@@ -155,9 +161,26 @@ def _unreadable_reason(loc: Location, exc: OSError) -> str:
     return f"unreadable: {os_error_phrase(exc)}"
 
 
-def _validate_all(raw: Location, relpaths: list[str], workers: int) -> list[dict[str, Any]]:
+def _previous_records(layout: Layout) -> dict[str, dict[str, Any]]:
+    """relpath -> record of the index this genreflow version wrote last ({} if none or unreadable)."""
+    from .fs import exists, read_text
+
+    try:
+        if not exists(layout.index_json):
+            return {}
+        previous = json.loads(read_text(layout.index_json))
+    except (OSError, ValueError):
+        return {}
+    if previous.get("genreflow_version") != __version__:
+        return {}
+    return {r["relpath"]: r for r in previous.get("files", []) if all(k in r for k in INDEX_COLUMNS[3:])}
+
+
+def _validate_all(raw: Location, relpaths: list[str], workers: int,
+                  previous: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    known = [(previous or {}).get(rel) for rel in relpaths]
     if workers <= 1 or len(relpaths) < 8:
-        return [validate_file(raw, rel) for rel in relpaths]
+        return [validate_file(raw, rel, prev) for rel, prev in zip(relpaths, known)]
     if raw.local:
         # forkserver, not fork: the caller may already run threads (Ray, gRPC, a test runner)
         # that a forked child would inherit half-held; workers start clean and are reused
@@ -168,7 +191,7 @@ def _validate_all(raw: Location, relpaths: list[str], workers: int) -> list[dict
         pool = ThreadPoolExecutor(max_workers=workers)
     with pool:
         chunk = max(1, len(relpaths) // (workers * 8))
-        return list(pool.map(validate_file, [raw] * len(relpaths), relpaths, chunksize=chunk))
+        return list(pool.map(validate_file, [raw] * len(relpaths), relpaths, known, chunksize=chunk))
 
 
 def build_index(data_dir: str, workers: int) -> dict[str, Any]:
@@ -176,7 +199,7 @@ def build_index(data_dir: str, workers: int) -> dict[str, Any]:
     layout = Layout.of(data_dir)
     found = discover(layout.raw)
     genre_of = dict(found.candidates)
-    results = _validate_all(layout.raw, [rel for rel, _ in found.candidates], workers)
+    results = _validate_all(layout.raw, [rel for rel, _ in found.candidates], workers, _previous_records(layout))
     valid = [r for r in results if "reason" not in r]
     invalid = sorted([{"relpath": r["relpath"], "reason": r["reason"]} for r in results if "reason" in r]
                      + found.unusable, key=lambda r: r["relpath"])

@@ -53,6 +53,11 @@ def pending(files: list[dict[str, Any]], stored: set[str]) -> tuple[list[dict[st
     return todo, len(seen) - len(todo)
 
 
+def needs_compute(fset: FeatureSet, files: list[dict[str, Any]]) -> bool:
+    """True when some indexed content is not yet in ``fset`` (so a Ray session is needed)."""
+    return bool(pending(files, stored_keys(fset))[0])
+
+
 def decode_one(data_dir: str, relpath: str, content_hash: str, *, sample_rate: int, duration_s: float):
     """Check the file is still the one indexed, then decode it (raises AudioDecodeError).
 
@@ -158,17 +163,20 @@ class EmbedBatch:
         return write_features(batch, self.fset, lambda y, n: embed_waveform(self.model, np.clip(y, -1.0, 1.0), n))
 
 
-def embed_plan(cpus: int) -> tuple[int, float, int]:
-    """(actors, CPUs reserved per actor, TensorFlow threads per actor) for ``cpus`` CPUs.
+def embed_plan(cpus: int) -> tuple[int, float, int, float]:
+    """(actors, CPUs reserved per actor, TensorFlow threads per actor, CPUs per decode task).
 
-    Each actor's TF pools match the CPUs it holds so actors never oversubscribe the cores;
-    one CPU's worth stays free for the decode tasks that feed them.
+    Each actor's TF pools match the CPUs it holds so actors never oversubscribe the cores.
+    On one or two CPUs the one actor reserves all but half a CPU and the decode tasks that
+    half (decoding a clip costs about a tenth of embedding it): both then run at once, so
+    decoding overlaps inference, and their different CPU counts keep Ray Data from fusing the
+    decode into the actor, where it would run in turn with inference while a core idles.
     """
     if cpus <= 2:
-        return 1, max(1.0, cpus - 1.0), cpus
+        return 1, cpus - 0.5, cpus, 0.5
     threads = 2
     actors = max(1, (cpus - 1) // threads)
-    return actors, float(threads), threads
+    return actors, float(threads), threads, 1.0
 
 
 def _rows_per_batch(config: Config, sample_rate: int) -> int:
@@ -177,17 +185,18 @@ def _rows_per_batch(config: Config, sample_rate: int) -> int:
 
 
 def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> StageReport:
-    """Compute one feature set for every indexed file not yet stored; needs a Ray session."""
-    import ray
-
-    from .raysession import cluster_cpus
-
+    """Compute one feature set for every indexed file not yet stored; needs a Ray session
+    unless everything is stored already."""
     remove_stale_temps(fset.location)
     report = StageReport(fset.kind.name, fset.fingerprint, files=len(files))
     todo, report.cached = pending(files, stored_keys(fset))
     report.unique = report.cached + len(todo)
     if not todo:
         return report
+    import ray
+
+    from .raysession import cluster_cpus
+
     kind = fset.kind.name
     sample_rate = config.audio.sample_rate if kind == "mfcc" else 16000
     workers = config.workers or cluster_cpus()
@@ -202,9 +211,10 @@ def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> St
         ds = ds.map_batches(mfcc_batch, fn_kwargs={"fset": fset, "config": config}, batch_size=rows, num_cpus=1,
                             compute=slots)
     else:
-        actors, actor_cpus, threads = embed_plan(workers)
-        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1,
-                            compute=ray.data.TaskPoolStrategy(size=max(1, workers - int(actors * actor_cpus))))
+        actors, actor_cpus, threads, decode_cpus = embed_plan(workers)
+        decoders = max(1, int((workers - actors * actor_cpus) // decode_cpus))
+        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=decode_cpus,
+                            compute=ray.data.TaskPoolStrategy(size=decoders))
         ds = ds.map_batches(EmbedBatch, fn_constructor_kwargs={"fset": fset, "handle": config.vggish.handle,
                                                                "threads": threads},
                             batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors))
