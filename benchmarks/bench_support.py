@@ -209,12 +209,13 @@ class MemoryPeak:
 class TreeMemorySampler(threading.Thread):
     """Sample the resident memory summed over a process and everything it started.
 
-    Which processes count: the root (the command under test), all its descendants (refreshed
-    every tick: Ray's gcs_server, raylet, dashboard, log monitor and the ``ray::`` workers that
-    the raylet forks are all descendants of a driver that started Ray), plus any process whose
-    environment carries ``marker`` (the root's environment is given a unique
-    ``GENREFLOW_BENCH_RUN`` value that every descendant inherits), which still finds a Ray
-    process that was re-parented to init. Sums RSS every ``interval`` s (RSS counts shared pages,
+    Which processes count: the root (the command under test) and all its descendants, the tree
+    walked again every ``tree_every`` s (Ray's gcs_server, raylet, dashboard, agents, log monitor
+    and the ``ray::`` workers that the raylet forks all descend from a driver that started Ray;
+    workers rename themselves ``ray::IDLE``, ``ray::MapWorker(...)``, so names or command lines
+    would not find them), plus any process whose environment carries ``marker`` (the root is
+    given a unique ``GENREFLOW_BENCH_RUN`` value that every descendant inherits), which still
+    finds a Ray process re-parented to init. Sums RSS every ``interval`` s (RSS counts shared pages,
     e.g. Ray's object store, once per process that touches them, so it over-counts) and PSS
     (shared pages split between their users, a truer total) every ``pss_every`` s. Also adds up
     each process's CPU time as last sampled (a process's final fraction of a tick is missed), since
@@ -222,10 +223,11 @@ class TreeMemorySampler(threading.Thread):
     """
 
     def __init__(self, root_pid: int, marker: str, interval: float = 0.25, pss_every: float = 1.0,
-                 scan_every: float = 2.0) -> None:
+                 tree_every: float = 1.0, scan_every: float = 2.0) -> None:
         super().__init__(daemon=True)
         self.root_pid, self.marker = root_pid, marker
-        self.interval, self.pss_every, self.scan_every = interval, pss_every, scan_every
+        self.interval, self.pss_every, self.tree_every, self.scan_every = interval, pss_every, tree_every, scan_every
+        self._tree: set[int] = {root_pid}
         self.peak = MemoryPeak()
         self._stop_event = threading.Event()
         self._procs: dict[int, Any] = {}
@@ -250,20 +252,26 @@ class TreeMemorySampler(threading.Thread):
             except (psutil.Error, OSError):
                 continue
 
-    def _members(self) -> list[Any]:
+    def _scan_tree(self) -> None:
+        """The root and its descendants (walking /proc costs more than sampling, so not every tick)."""
         import psutil
 
         try:
             root = self._procs.setdefault(self.root_pid, psutil.Process(self.root_pid))
-            pids = {self.root_pid} | {p.pid for p in root.children(recursive=True)}
+            self._tree = {self.root_pid} | {p.pid for p in root.children(recursive=True)}
         except psutil.Error:
-            pids = set()
+            self._tree = set()
+
+    def _members(self) -> list[Any]:
+        import psutil
+
         members = []
-        for pid in pids | self._marked:
+        for pid in self._tree | self._marked:
             try:
                 members.append(self._procs.setdefault(pid, psutil.Process(pid)))
             except psutil.Error:
                 self._marked.discard(pid)
+                self._tree.discard(pid)
         return members
 
     def sample(self, with_pss: bool) -> None:
@@ -295,12 +303,15 @@ class TreeMemorySampler(threading.Thread):
                                        round(self.peak.cpu_s, 2)))
 
     def run(self) -> None:
-        last_pss = last_scan = 0.0
+        last_pss = last_scan = last_tree = 0.0
         while not self._stop_event.is_set():
             now = time.monotonic()
             if now - last_scan >= self.scan_every:
                 self._scan_marked()
                 last_scan = now
+            if now - last_tree >= self.tree_every:
+                self._scan_tree()
+                last_tree = now
             with_pss = now - last_pss >= self.pss_every
             self.sample(with_pss)
             if with_pss:

@@ -19,6 +19,7 @@ from .errors import AudioDecodeError, GenreflowError, StoreWriteError
 from .fs import remove_stale_temps
 from .store import FeatureSet, shard_table, stored_keys, write_shard
 
+DECODED_AHEAD_BYTES = 512 << 20  # decoded audio that may wait for the VGGish actors in Ray's object store
 MAX_BATCH_BYTES = 256 << 20  # bound the decoded audio one batch holds (matters for long durations)
 IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once, hashed and decoded from memory
 
@@ -218,6 +219,10 @@ def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> St
         ds = ds.map_batches(EmbedBatch, fn_constructor_kwargs={"fset": fset, "handle": config.vggish.handle,
                                                                "threads": threads},
                             batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors))
+        # decode tasks outrun the actors: bound the decoded audio waiting in the object store, or it
+        # grows with the run (1.3 GiB more at 1,000 clips)
+        limits = ds.context.execution_options.resource_limits
+        ds.context.execution_options.resource_limits = limits.copy(object_store_memory=DECODED_AHEAD_BYTES)
     try:
         for out in ds.iter_batches(batch_size=256, batch_format="numpy"):
             for rel, reason in zip(out["relpath"], out["reason"]):
