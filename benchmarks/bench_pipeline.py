@@ -1,0 +1,418 @@
+"""Benchmark genreflow against a plain sequential script and against the machine's limit.
+
+Four ways of turning the same clips into MFCCs + VGGish embeddings, measured side by side in
+one run, alternating and repeated (the report gives medians):
+
+- plain: the loop a user writes without genreflow (plain_loop.py), as a fresh process;
+- genreflow cold: ``genreflow run --features vggish`` on a fresh data folder (empty store),
+  ``--workers`` = the machine's CPUs (or each value of a ``--workers`` sweep);
+- genreflow warm: the same command again, everything cached;
+- limit: the same model on pre-decoded inputs in large batches, no I/O (model_limit.py).
+
+Every wall time includes the process's start (Python, imports, Ray start-up, model load), as
+a user would wait for it, except the limit, which times only the model calls. Peak memory is
+the resident memory summed over the command's whole process tree (driver, Ray's own processes
+and every Ray worker) sampled every 0.25 s; see bench_support.TreeMemorySampler.
+
+    python benchmarks/bench_pipeline.py --clips 200            # the README table (~10 min on 2 cores)
+    python benchmarks/bench_pipeline.py --clips 1000 --repeats 1 --skip plain
+    python benchmarks/bench_pipeline.py --smoke --out /tmp/smoke.json   # seconds; for the tests
+
+Writes the JSON (``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_support as support  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+GIB = 2**30
+REPORT_LINE = re.compile(r"^(mfcc|vggish) \[\w+\]: (\d+) computed, (\d+) already cached, (\d+) failed")
+KINDS = ("plain", "cold", "warm", "limit")
+
+
+class BenchError(RuntimeError):
+    """A measured command failed; the message carries the tail of its output."""
+
+
+def measure(cmd: list[str], log_path: Path, cwd: Path, idle_wait: float = 0.0) -> dict[str, Any]:
+    """Run ``cmd`` to completion: wall time, CPU time, peak tree memory, time-stamped output."""
+    busy_before = support.wait_for_idle(idle_wait) if idle_wait > 0 else None
+    marker = support.run_marker(log_path.name)
+    env = {**os.environ, "GENREFLOW_BENCH_RUN": marker, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("RAY_ADDRESS", None)  # always a local Ray on this machine, never a cluster the shell points at
+    load_before = support.load_average()
+    busy0, steal0, own0 = support.cpu_counters()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                            env=env, cwd=cwd, bufsize=1)
+    sampler = support.TreeMemorySampler(proc.pid, marker)
+    sampler.start()
+    lines = [(round(time.perf_counter() - t0, 3), line.rstrip("\n")) for line in proc.stdout]
+    rc = proc.wait()
+    wall = time.perf_counter() - t0
+    peak = sampler.stop()
+    busy1, steal1, own1 = support.cpu_counters()
+    cpus = os.cpu_count() or 1
+    # CPU the machine spent on anything but the measured tree and this script: other users' work
+    foreign = max(0.0, (busy1 - busy0) - peak.cpu_s - (own1 - own0))
+    log_path.write_text("".join(f"[{t:8.3f}] {text}\n" for t, text in lines))
+    if rc != 0:
+        tail = "\n".join(text for _, text in lines[-30:])
+        raise BenchError(f"{' '.join(cmd[:4])} ... exited with {rc} (log: {log_path}):\n{tail}")
+    return {
+        "wall_s": round(wall, 3), "cpu_s": round(peak.cpu_s, 2),
+        "cpu_utilisation": round(peak.cpu_s / (wall * cpus), 3),
+        "bench_own_cpu_s": round(own1 - own0, 2),  # the sampler's overhead (and reading the output)
+        "foreign_cpu_share": round(foreign / (wall * cpus), 3), "steal_s": round(steal1 - steal0, 2),
+        "peak_rss_gib": round(peak.rss_bytes / GIB, 3), "peak_pss_gib": round(peak.pss_bytes / GIB, 3),
+        "peak_processes": peak.processes, "memory_samples": peak.samples,
+        "peak_rss_by_process_gib": {k: round(v / GIB, 3) for k, v in sorted(peak.by_name.items(),
+                                                                         key=lambda kv: -kv[1])},
+        "load_before": load_before, "machine_busy_before": busy_before, "load_after": support.load_average(),
+        "lines": lines, "timeline": peak.timeline,
+    }
+
+
+def genreflow_stages(lines: list[tuple[float, str]]) -> tuple[dict[str, float], dict[str, dict[str, int]]]:
+    """Split a ``genreflow run`` wall time into stages from the time its headers were printed."""
+    marks: dict[str, float] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for t, text in lines:
+        for key, header in (("index", "== index"), ("features", "== features"), ("train", "== train")):
+            if text.startswith(header):
+                marks.setdefault(key, t)
+        match = REPORT_LINE.match(text)
+        if match:
+            marks[match.group(1)] = t
+            counts[match.group(1)] = dict(zip(("computed", "cached", "failed"), map(int, match.groups()[1:])))
+    end = lines[-1][0] if lines else 0.0
+    stages = {}
+    if {"index", "features", "mfcc", "vggish", "train"} <= marks.keys():
+        stages = {
+            "startup_s": marks["index"],  # interpreter, imports, model check
+            "index_s": marks["features"] - marks["index"],  # discover, hash + full decode of every file, split
+            "ray_start_and_mfcc_s": marks["mfcc"] - marks["features"],
+            "vggish_s": marks["vggish"] - marks["mfcc"],
+            "ray_shutdown_s": marks["train"] - marks["vggish"],
+            "train_and_reports_s": end - marks["train"],
+        }
+    return {k: round(v, 3) for k, v in stages.items()}, counts
+
+
+def run_plain(ctx: dict[str, Any], tag: str) -> dict[str, Any]:
+    out_dir, result = ctx["work"] / f"plain-{tag}", ctx["work"] / f"plain-{tag}.json"
+    cmd = [sys.executable, str(HERE / "plain_loop.py"), str(ctx["raw"]), str(ctx["model"]), str(out_dir),
+           str(ctx["seconds"]), str(result), str(ctx["listing"])]
+    row = measure(cmd, ctx["work"] / f"plain-{tag}.log", ctx["work"], ctx["idle_wait"])
+    inner = json.loads(result.read_text())
+    shutil.rmtree(out_dir, ignore_errors=True)
+    row.update(kind="plain", detail=inner, ok=inner["files"] == ctx["n"])
+    return row
+
+
+def run_limit(ctx: dict[str, Any], tag: str) -> dict[str, Any]:
+    result, listing = ctx["work"] / f"limit-{tag}.json", ctx["work"] / "limit-files.txt"
+    listing.write_text("\n".join(ctx["relpaths"][: ctx["limit_clips"]]))
+    cmd = [sys.executable, str(HERE / "model_limit.py"), str(ctx["raw"]), str(ctx["model"]), str(ctx["seconds"]),
+           str(ctx["limit_batch"]), str(result), str(listing)]
+    row = measure(cmd, ctx["work"] / f"limit-{tag}.log", ctx["work"], ctx["idle_wait"])
+    inner = json.loads(result.read_text())
+    # the limit is a rate: scale its model time to the full clip count so walls compare directly
+    scale = ctx["n"] / inner["clips"]
+    row.update(kind="limit", detail=inner, process_wall_s=row["wall_s"], process_cpu_s=row["cpu_s"],
+               wall_s=round(inner["model_s"] * scale, 3), cpu_s=round(inner["model_cpu_s"] * scale, 2),
+               cpu_utilisation=round(inner["model_cpu_s"] / inner["model_s"] / (os.cpu_count() or 1), 3),
+               ok=inner["clips"] > 0)
+    return row
+
+
+def run_genreflow(ctx: dict[str, Any], tag: str, workers: int) -> list[dict[str, Any]]:
+    """Cold (fresh folder, empty store) then warm (same command again)."""
+    data_dir = ctx["work"] / f"gf-w{workers}-{tag}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    support.mirror_raw(ctx["raw"], ctx["relpaths"], data_dir)
+    toml = data_dir / "genreflow.toml"
+    toml.write_text(f"[audio]\nduration_s = {float(ctx['seconds'])}\n")
+    cmd = [sys.executable, "-m", "genreflow", "run", "--config", str(toml), "--data-dir", str(data_dir),
+           "--workers", str(workers), "--vggish-model", str(ctx["model"]), "--features", "vggish"]
+    rows = []
+    for kind in ("cold", "warm"):
+        row = measure(cmd, ctx["work"] / f"{kind}-w{workers}-{tag}.log", ctx["work"], ctx["idle_wait"])
+        stages, counts = genreflow_stages(row["lines"])
+        vggish = counts.get("vggish", {})
+        expect = {"computed": ctx["unique"], "cached": 0} if kind == "cold" else \
+            {"computed": 0, "cached": ctx["unique"]}
+        row.update(kind=kind, workers=workers, stages=stages, counts=counts,
+                   ok=all(vggish.get(k) == v for k, v in expect.items()) and not vggish.get("failed"))
+        rows.append(row)
+    if not ctx["keep"]:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return rows
+
+
+def run_round(ctx: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
+    """One round: plain, genreflow (cold+warm per worker count) and limit, in a rotating order."""
+    units = [u for u in ("plain", "genreflow", "limit") if u not in ctx["skip"]]
+    units = units[repeat % len(units):] + units[: repeat % len(units)]
+    rows = []
+    for unit in units:
+        tag = f"n{ctx['n']}-r{repeat}"
+        if unit == "plain":
+            new = [run_plain(ctx, tag)]
+        elif unit == "limit":
+            new = [run_limit(ctx, tag)]
+        else:
+            new = [row for w in ctx["workers"] for row in run_genreflow(ctx, tag, w)]
+        for row in new:
+            row.update(clips=ctx["n"], repeat=repeat)
+            label = row["kind"] + (f" w={row['workers']}" if "workers" in row else "")
+            print(f"  [{ctx['n']} clips, round {repeat + 1}] {label:10s} {row['wall_s']:8.2f} s  "
+                  f"peak RSS {row['peak_rss_gib']:.2f} GiB  CPU used {100 * row['cpu_utilisation']:3.0f}%, "
+                  f"by others {100 * row['foreign_cpu_share']:3.0f}%"
+                  f"{'' if row['ok'] else '  CHECK FAILED'}", flush=True)
+        rows.extend(new)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]], n: int, audio_s: float) -> dict[str, Any]:
+    """Medians per (kind, workers), throughputs, ratios and the issue's targets."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        key = row["kind"] + (f"@{row['workers']}" if "workers" in row else "")
+        groups.setdefault(key, []).append(row)
+    out: dict[str, Any] = {}
+    for key, group in groups.items():
+        wall = statistics.median(r["wall_s"] for r in group)
+        entry = {
+            "kind": group[0]["kind"], "workers": group[0].get("workers"), "repeats": len(group),
+            "wall_s": round(wall, 3), "wall_s_all": [r["wall_s"] for r in group],
+            "clips_per_s": round(n / wall, 3), "audio_s_per_s": round(audio_s / wall, 2),
+            "peak_rss_gib": round(statistics.median(r["peak_rss_gib"] for r in group), 3),
+            "peak_pss_gib": round(statistics.median(r["peak_pss_gib"] for r in group), 3),
+            "cpu_s": round(statistics.median(r["cpu_s"] for r in group), 1),
+            "cpu_s_per_clip": round(statistics.median(r["cpu_s"] for r in group) / n, 3),
+            "cpu_utilisation": round(statistics.median(r["cpu_utilisation"] for r in group), 3),
+            "foreign_cpu_share": round(statistics.median(r["foreign_cpu_share"] for r in group), 3),
+            "all_checks_ok": all(r["ok"] for r in group),
+        }
+        if group[0].get("stages"):
+            entry["stages_s"] = {k: round(statistics.median(r["stages"][k] for r in group), 3)
+                                 for k in group[0]["stages"]}
+        if group[0]["kind"] == "plain":
+            entry["steps_s"] = {k: round(statistics.median(r["detail"]["steps_s"][k] for r in group), 3)
+                                for k in group[0]["detail"]["steps_s"]}
+            entry["model_load_s"] = round(statistics.median(r["detail"]["model_load_s"] for r in group), 3)
+        out[key] = entry
+    plain, limit = out.get("plain"), out.get("limit")
+    for key, entry in out.items():
+        if entry["kind"] != "cold":
+            continue
+        warm = out.get(f"warm@{entry['workers']}")
+        if plain:
+            entry["speedup_vs_plain"] = round(plain["wall_s"] / entry["wall_s"], 3)
+        if limit:
+            entry["fraction_of_limit"] = round(limit["wall_s"] / entry["wall_s"], 3)
+        if warm:
+            warm["pct_of_cold"] = round(100 * warm["wall_s"] / entry["wall_s"], 2)
+    return out
+
+
+def check_targets(summary: dict[str, Any], n: int) -> dict[str, Any]:
+    """The issue's targets for the run with the most workers (the machine's CPUs by default)."""
+    colds = [e for e in summary.values() if e["kind"] == "cold"]
+    if not colds:
+        return {}
+    cold = max(colds, key=lambda e: e["workers"])
+    warm = summary.get(f"warm@{cold['workers']}", {})
+    peak = max(e["peak_rss_gib"] for e in summary.values() if e["kind"] in ("cold", "warm"))
+    targets = {"clips": n, "workers": cold["workers"], "peak_rss_gib": peak, "peak_rss_below_4gib": peak < 4.0}
+    if "fraction_of_limit" in cold:
+        targets.update(cold_fraction_of_limit=cold["fraction_of_limit"],
+                       cold_at_least_90pct_of_limit=cold["fraction_of_limit"] >= 0.9)
+    if "speedup_vs_plain" in cold:
+        targets.update(cold_speedup_vs_plain=cold["speedup_vs_plain"],
+                       cold_at_least_plain=cold["speedup_vs_plain"] >= 1.0)
+    if "pct_of_cold" in warm:
+        targets.update(warm_pct_of_cold=warm["pct_of_cold"], warm_at_most_3pct=warm["pct_of_cold"] <= 3.0)
+    return targets
+
+
+def memory_growth(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Peak memory of genreflow at the fewest vs the most clips of one run (should be flat)."""
+    sized = [b for b in blocks if b["targets"].get("peak_rss_gib")]
+    if len(sized) < 2:
+        return {}
+    small, large = min(sized, key=lambda b: b["clips"]), max(sized, key=lambda b: b["clips"])
+    ratio = large["targets"]["peak_rss_gib"] / small["targets"]["peak_rss_gib"]
+    return {"memory_growth": {"clips": [small["clips"], large["clips"]],
+                              "peak_rss_gib": [small["targets"]["peak_rss_gib"], large["targets"]["peak_rss_gib"]],
+                              "ratio": round(ratio, 3), "flat_within_10pct": ratio <= 1.10}}
+
+
+def table(summary: dict[str, Any], n: int, audio_s: float, machine: dict[str, Any]) -> str:
+    from genreflow.tables import format_table
+
+    names = {"plain": "plain loop", "cold": "genreflow cold", "warm": "genreflow warm", "limit": "limit (model only)"}
+    rows = []
+    for entry in sorted(summary.values(), key=lambda e: (KINDS.index(e["kind"]), e["workers"] or 0)):
+        label = names[entry["kind"]] + (f" (workers={entry['workers']})" if entry["workers"] else "")
+        note = ""
+        if "speedup_vs_plain" in entry or "fraction_of_limit" in entry:
+            note = (f"{entry.get('speedup_vs_plain', float('nan')):.2f}x plain, "
+                    f"{100 * entry.get('fraction_of_limit', float('nan')):.0f}% of limit")
+        elif "pct_of_cold" in entry:
+            note = f"{entry['pct_of_cold']:.1f}% of cold"
+        mem = "-" if entry["kind"] == "limit" else f"{entry['peak_rss_gib']:.2f} / {entry['peak_pss_gib']:.2f}"
+        cpu = f"{entry['cpu_s_per_clip']:.2f} ({100 * entry['cpu_utilisation']:.0f}%)"
+        rows.append([label, f"{entry['wall_s']:.1f}", f"{entry['clips_per_s']:.2f}", f"{entry['audio_s_per_s']:.0f}",
+                     mem, cpu, note])
+    head = (f"{n} clips, {audio_s:.0f} s of audio; {machine['cpu_model']}, {machine['usable_cpus']} CPUs; "
+            f"medians of {max(e['repeats'] for e in summary.values())} repeat(s)")
+    # runs of a few seconds also see the previous run's Ray processes exiting: judge the long ones
+    disturbed = max([e["foreign_cpu_share"] for e in summary.values() if e["wall_s"] >= 10] or [0.0])
+    if disturbed > 0.05:
+        head += f"\nWARNING: other processes used {100 * disturbed:.0f}% of the CPUs during a run (median)"
+    headers = ["run", "wall s", "clips/s", "audio-s/s", "peak RSS / PSS GiB", "CPU s/clip (busy)", "vs"]
+    return head + "\n" + format_table(headers, rows)
+
+
+def markdown(block: dict[str, Any], machine: dict[str, Any]) -> str:
+    """The README's table for one clip count (medians)."""
+    names = {"plain": "plain loop", "cold": "genreflow cold", "warm": "genreflow warm", "limit": "limit (model only)"}
+    summary = block["summary"]
+    lines = [f"{block['clips']} clips × {block.get('seconds', 30.0):g} s ({block['audio_s']:.0f} s of audio), "
+             f"{machine['cpu_model']}, {machine['usable_cpus']} CPUs, "
+             f"medians of {max(e['repeats'] for e in summary.values())}:", "",
+             "| run | wall s | clips/s | audio-s/s | peak RSS (PSS) GiB | CPU-s/clip | compared |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for entry in sorted(summary.values(), key=lambda e: (KINDS.index(e["kind"]), e["workers"] or 0)):
+        label = names[entry["kind"]] + (f", workers={entry['workers']}" if entry["workers"] else "")
+        note = ""
+        if "speedup_vs_plain" in entry or "fraction_of_limit" in entry:
+            note = (f"{entry.get('speedup_vs_plain', float('nan')):.2f}× plain, "
+                    f"{100 * entry.get('fraction_of_limit', float('nan')):.0f} % of limit")
+        elif "pct_of_cold" in entry:
+            note = f"{entry['pct_of_cold']:.1f} % of cold"
+        mem = "–" if entry["kind"] == "limit" else f"{entry['peak_rss_gib']:.2f} ({entry['peak_pss_gib']:.2f})"
+        lines.append(f"| {label} | {entry['wall_s']:.1f} | {entry['clips_per_s']:.2f} | {entry['audio_s_per_s']:.0f} "
+                     f"| {mem} | {entry['cpu_s_per_clip']:.2f} | {note} |")
+    return "\n".join(lines)
+
+
+def render(path: Path) -> None:
+    """Print the tables of a saved results file again (text and Markdown)."""
+    results = json.loads(path.read_text())
+    for block in results["results"]:
+        print(table(block["summary"], block["clips"], block["audio_s"], results["machine"]) + "\n")
+        print(markdown(block, results["machine"]) + "\n")
+        print(f"targets: {json.dumps(block['targets'])}\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    def int_list(text: str) -> list[int]:
+        return [int(x) for x in text.split(",") if x]
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--clips", type=int_list, default=[200], help="synthetic clips; a list (200,1000) runs each")
+    p.add_argument("--seconds", type=float, default=30.0, help="clip length (synthetic) and genreflow's duration_s")
+    p.add_argument("--data-dir", type=Path, help="real audio instead: DIR/raw/<genre>/<files> (first --clips files)")
+    p.add_argument("--vggish-model", help="VGGish SavedModel folder or handle (default: full-size stand-in)")
+    p.add_argument("--small-model", action="store_true", help="the tiny stand-in instead (smoke runs only)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int_list, default=[os.cpu_count() or 1], help="genreflow --workers; a list sweeps")
+    p.add_argument("--skip", default="", help="comma list of plain,genreflow,limit to leave out")
+    p.add_argument("--limit-clips", type=int, default=200, help="clips the limit is measured on (it is a rate)")
+    p.add_argument("--limit-batch", type=int, default=32, help="clips per model call for the limit")
+    p.add_argument("--cache-dir", type=Path, default=support.DEFAULT_CACHE, help="where clips and models are kept")
+    p.add_argument("--work-dir", type=Path, help="scratch folder (default: a new temp folder, removed after)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder and genreflow's data folders")
+    p.add_argument("--out", type=Path, default=Path("bench_pipeline.json"), help="JSON results file")
+    p.add_argument("--idle-wait", type=float, default=0.0,
+                   help="on a shared machine, wait up to this many seconds for idle CPUs before each run")
+    p.add_argument("--render", type=Path, help="only print the tables of a saved results JSON, then exit")
+    p.add_argument("--smoke", action="store_true", help="8 clips of 5 s, 1 repeat, tiny model: checks the script runs")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.clips, args.seconds, args.repeats, args.small_model = [8], 5.0, 1, True
+        args.limit_clips, args.limit_batch = 8, 8
+    args.skip = {s for s in args.skip.split(",") if s}
+    if args.skip - {"plain", "genreflow", "limit"}:
+        p.error(f"--skip={','.join(sorted(args.skip))}: use plain, genreflow and/or limit")
+    if args.repeats < 1 or min(args.clips) < 1 or min(args.workers) < 1:
+        p.error("--repeats, --clips and --workers must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.render:
+        render(args.render)
+        return {}
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="genreflow-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    machine = support.machine_info()
+    model = Path(args.vggish_model).resolve() if args.vggish_model and "://" not in args.vggish_model \
+        else args.vggish_model or support.vggish_model(args.cache_dir, small=args.small_model)
+    print(f"machine: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, {machine['memory_gib']} GiB; "
+          f"load {support.load_average()}; model {model}", flush=True)
+    results: dict[str, Any] = {"machine": machine, "model": str(model), "small_model": args.small_model,
+                               "seconds": args.seconds, "repeats": args.repeats, "workers": args.workers,
+                               "load_at_start": support.load_average(), "results": []}
+    try:
+        for n in args.clips:
+            if args.data_dir:
+                raw, relpaths = support.user_clips(args.data_dir.resolve())
+                relpaths = relpaths[:n]
+            else:
+                raw, relpaths = support.synthetic_clips(args.cache_dir, n, args.seconds, os.cpu_count() or 1)
+            (work / "files.txt").write_text("\n".join(relpaths))
+            audio_s = support.audio_seconds(raw, relpaths, args.seconds)
+            unique = support.unique_contents(raw, relpaths) if args.data_dir else len(relpaths)
+            ctx = {"work": work, "raw": raw, "relpaths": relpaths, "n": len(relpaths), "unique": unique,
+                   "listing": work / "files.txt", "model": model, "seconds": args.seconds, "workers": args.workers,
+                   "skip": args.skip, "limit_clips": min(args.limit_clips, len(relpaths)),
+                   "limit_batch": args.limit_batch, "keep": args.keep, "idle_wait": args.idle_wait}
+            print(f"{len(relpaths)} clips ({audio_s:.0f} s of audio) from {raw}", flush=True)
+            rows = [row for r in range(args.repeats) for row in run_round(ctx, r)]
+            summary = summarize(rows, len(relpaths), audio_s)
+            for row in rows:
+                row["log_tail"] = [text for _, text in row.pop("lines")[-8:]]
+            results["results"].append({"clips": len(relpaths), "seconds": args.seconds, "audio_s": round(audio_s, 1),
+                                       "summary": summary,
+                                       "targets": check_targets(summary, len(relpaths)), "runs": rows})
+            print("\n" + table(summary, len(relpaths), audio_s, machine) + "\n", flush=True)
+            print(markdown(results["results"][-1], machine) + "\n", flush=True)
+        results.update(memory_growth(results["results"]))
+    finally:
+        results["load_at_end"] = support.load_average()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        if not args.keep and not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    for block in results["results"]:
+        print(f"targets at {block['clips']} clips: {json.dumps(block['targets'])}")
+    if "memory_growth" in results:
+        print(f"peak memory, fewest vs most clips: {json.dumps(results['memory_growth'])}")
+    print(f"wrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
