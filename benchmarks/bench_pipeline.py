@@ -265,19 +265,28 @@ def memory_growth(blocks: list[dict[str, Any]]) -> dict[str, Any]:
                               "ratio": round(ratio, 3), "flat_within_10pct": ratio <= 1.10}}
 
 
+RUN_NAMES = {"plain": "plain loop", "cold": "genreflow cold", "warm": "genreflow warm", "limit": "limit (model only)"}
+
+
+def _label_and_note(entry: dict[str, Any], md: bool) -> tuple[str, str]:
+    """A run's row label and its comparison note, for the console (md=False) or Markdown."""
+    workers = entry["workers"]
+    label = RUN_NAMES[entry["kind"]] + ((f", workers={workers}" if md else f" (workers={workers})") if workers else "")
+    times, pct = ("×", " %") if md else ("x", "%")
+    if "speedup_vs_plain" in entry or "fraction_of_limit" in entry:
+        return label, (f"{entry.get('speedup_vs_plain', float('nan')):.2f}{times} plain, "
+                       f"{100 * entry.get('fraction_of_limit', float('nan')):.0f}{pct} of limit")
+    if "pct_of_cold" in entry:
+        return label, f"{entry['pct_of_cold']:.1f}{pct} of cold"
+    return label, ""
+
+
 def table(summary: dict[str, Any], n: int, audio_s: float, machine: dict[str, Any]) -> str:
     from genreflow.tables import format_table
 
-    names = {"plain": "plain loop", "cold": "genreflow cold", "warm": "genreflow warm", "limit": "limit (model only)"}
     rows = []
     for entry in sorted(summary.values(), key=lambda e: (KINDS.index(e["kind"]), e["workers"] or 0)):
-        label = names[entry["kind"]] + (f" (workers={entry['workers']})" if entry["workers"] else "")
-        note = ""
-        if "speedup_vs_plain" in entry or "fraction_of_limit" in entry:
-            note = (f"{entry.get('speedup_vs_plain', float('nan')):.2f}x plain, "
-                    f"{100 * entry.get('fraction_of_limit', float('nan')):.0f}% of limit")
-        elif "pct_of_cold" in entry:
-            note = f"{entry['pct_of_cold']:.1f}% of cold"
+        label, note = _label_and_note(entry, md=False)
         mem = "-" if entry["kind"] == "limit" else f"{entry['peak_rss_gib']:.2f} / {entry['peak_pss_gib']:.2f}"
         cpu = f"{entry['cpu_s_per_clip']:.2f} ({100 * entry['cpu_utilisation']:.0f}%)"
         rows.append([label, f"{entry['wall_s']:.1f}", f"{entry['clips_per_s']:.2f}", f"{entry['audio_s_per_s']:.0f}",
@@ -294,7 +303,6 @@ def table(summary: dict[str, Any], n: int, audio_s: float, machine: dict[str, An
 
 def markdown(block: dict[str, Any], machine: dict[str, Any]) -> str:
     """The README's table for one clip count (medians)."""
-    names = {"plain": "plain loop", "cold": "genreflow cold", "warm": "genreflow warm", "limit": "limit (model only)"}
     summary = block["summary"]
     lines = [f"{block['clips']} clips × {block.get('seconds', 30.0):g} s ({block['audio_s']:.0f} s of audio), "
              f"{machine['cpu_model']}, {machine['usable_cpus']} CPUs, "
@@ -302,13 +310,7 @@ def markdown(block: dict[str, Any], machine: dict[str, Any]) -> str:
              "| run | wall s | clips/s | audio-s/s | peak RSS (PSS) GiB | CPU-s/clip | compared |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for entry in sorted(summary.values(), key=lambda e: (KINDS.index(e["kind"]), e["workers"] or 0)):
-        label = names[entry["kind"]] + (f", workers={entry['workers']}" if entry["workers"] else "")
-        note = ""
-        if "speedup_vs_plain" in entry or "fraction_of_limit" in entry:
-            note = (f"{entry.get('speedup_vs_plain', float('nan')):.2f}× plain, "
-                    f"{100 * entry.get('fraction_of_limit', float('nan')):.0f} % of limit")
-        elif "pct_of_cold" in entry:
-            note = f"{entry['pct_of_cold']:.1f} % of cold"
+        label, note = _label_and_note(entry, md=True)
         mem = "–" if entry["kind"] == "limit" else f"{entry['peak_rss_gib']:.2f} ({entry['peak_pss_gib']:.2f})"
         lines.append(f"| {label} | {entry['wall_s']:.1f} | {entry['clips_per_s']:.2f} | {entry['audio_s_per_s']:.0f} "
                      f"| {mem} | {entry['cpu_s_per_clip']:.2f} | {note} |")
