@@ -1,3 +1,21 @@
-"""genreflow: music-genre recognition at scale (Ray Data + a Parquet feature store)."""
+"""genreflow: music-genre recognition at scale (Ray pipeline, Parquet feature store, scikit-learn).
 
-__version__ = "0.1.0"
+The Python API (``run``, ``load_model``) is imported on first use, so ``import genreflow``
+and ``genreflow --help`` stay instant.
+"""
+
+__version__ = "0.2.0"
+
+__all__ = ["load_model", "read_features", "run"]
+
+
+def __getattr__(name: str):
+    if name in ("run", "load_model"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "read_features":
+        from .store import read_features
+
+        return read_features
+    raise AttributeError(f"module 'genreflow' has no attribute {name!r}")

@@ -369,6 +369,16 @@ def load_audio(source: str | BinaryIO, *, sample_rate: int, duration_s: float) -
 
     Returns a Waveform whose samples have shape (round(sample_rate * duration_s),).
     """
+    mono, native_sr = decode_mono(source, duration_s=duration_s)
+    return fix_duration(resample(mono, native_sr, sample_rate), sample_rate=sample_rate, duration_s=duration_s)
+
+
+def decode_mono(source: str | BinaryIO, *, duration_s: float) -> tuple[np.ndarray, int]:
+    """Decode the first ``duration_s`` seconds (plus a few frames for the resampler's edge) at
+    the file's own rate, downmixed to mono: one decode that every extractor's rate derives from.
+
+    Returns (samples [shape=(n,), float32], native sample rate).
+    """
     with quiet_native_stderr(_might_use_mpg123(source, _peek(source))), _open(source) as handle:
         native_sr = handle.samplerate
         # a few extra native frames so the resampler's edge does not fall inside the clip
@@ -382,7 +392,7 @@ def load_audio(source: str | BinaryIO, *, sample_rate: int, duration_s: float) -
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(mono).all():
         raise AudioDecodeError("corrupt data: NaN or infinite samples")
-    return fix_duration(resample(mono, native_sr, sample_rate), sample_rate=sample_rate, duration_s=duration_s)
+    return mono, native_sr
 
 
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

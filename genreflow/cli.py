@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Any, Callable
@@ -18,14 +19,27 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `genreflow status | head -1`: the reader is gone, so are we
+            _quiet_pipe_exit()
         except GenreflowError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:  # read-only folder, disk full, ... outside a pipeline stage
+            if exc.errno == errno.EPIPE:
+                _quiet_pipe_exit()
             where = f" {exc.filename}" if exc.filename else ""
             click.secho(f"error: cannot access{where}: {exc.strerror or exc}. Check the path, its permissions "
                         "and free space, then run the command again (finished work is kept).", fg="red", err=True)
             sys.exit(4)
+
+
+def _quiet_pipe_exit() -> None:
+    """Exit quietly when stdout was closed by the reader (Python would complain at shutdown)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
 
 
 def _options(*extra: Callable, data_dir_default: str | None = None) -> Callable:
@@ -36,15 +50,26 @@ def _options(*extra: Callable, data_dir_default: str | None = None) -> Callable:
                       help="genreflow.toml to read (default: ./genreflow.toml if present).")
         @click.option("--data-dir", default=None, help="Data folder or URI holding raw/ (default: data).")
         @click.option("--workers", type=int, default=None, help="Parallel workers (default: all CPUs).")
+        @click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bars or stage summaries.")
+        @click.option("-v", "--verbose", is_flag=True, default=False,
+                      help="Also show TensorFlow's and Ray's own log lines.")
         @functools.wraps(func)
-        def wrapper(config_path: str | None, data_dir: str | None, workers: int | None, **kwargs: Any) -> Any:
+        def wrapper(config_path: str | None, data_dir: str | None, workers: int | None, quiet: bool,
+                    verbose: bool, **kwargs: Any) -> Any:
             from .config import load_config
+            from .console import configure
+
+            configure(0 if quiet else 2 if verbose else 1)
 
             overrides = {"data_dir": data_dir or data_dir_default, "workers": workers}
             for key in list(kwargs):
                 if "__" in key or key == "address":  # option names like split__seed map to the section key split.seed
                     overrides[key.replace("__", ".")] = kwargs.pop(key)
+            _classifier_overrides(overrides, kwargs, config_path)
             config = load_config(config_path, overrides)
+            if config.workers > config.n_workers:
+                click.secho(f"note: --workers {config.workers} capped at the {config.n_workers} CPUs this machine "
+                            "gives genreflow.", fg="yellow", err=True)
             return func(config=config, **kwargs)
 
         for option in reversed(extra):
@@ -61,8 +86,52 @@ _ADDRESS = click.option("--address", "address", default=None,
                         help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
 _VGGISH = click.option("--vggish-model", "vggish__handle", default=None,
                        help="VGGish TF Hub handle: URL or local SavedModel folder ($GENREFLOW_VGGISH_MODEL).")
-_FEATURES = click.option("--features", "train__features", type=click.Choice(["vggish", "mfcc", "vggish+mfcc"]),
-                         default=None, help="Features the classifier uses (default vggish).")
+def _kinds_help() -> str:
+    return "Feature kinds joined with '+', from: mfcc, spectral, vggish and any registered plug-in."
+
+
+_FEATURES = click.option("--features", "train__features", default=None,
+                         help="Features the classifier uses (default vggish). " + _kinds_help())
+_PRECISION = click.option("--precision", "vggish__precision", type=click.Choice(["auto", "fp32", "bf16"]),
+                          default=None, help="VGGish compute precision (default auto: bf16 where the CPU has "
+                                             "AMX-BF16 or AVX512-BF16, else fp32).")
+
+
+_CLASSIFIER = [
+    click.option("--classifier", "train__classifier", type=click.Choice(["logreg", "svm", "mlp", "hgb"]),
+                 default=None, help="Classifier (default logreg); its settings live in [train.<name>]."),
+    click.option("--C", "clf_C", type=float, default=None, help="C of logreg or svm."),
+    click.option("--gamma", "clf_gamma", default=None, help="gamma of svm: scale, auto or a number."),
+    click.option("--alpha", "clf_alpha", type=float, default=None, help="alpha (L2) of mlp."),
+    click.option("--learning-rate", "clf_learning_rate", type=float, default=None,
+                 help="learning_rate of hgb, learning_rate_init of mlp."),
+    click.option("--tune/--no-tune", "train__tune", default=None,
+                 help="Pick the main hyperparameters by a small inner cross-validated grid."),
+    click.option("--segment-s", "train__segment_s", type=float, default=None,
+                 help="Pool frames in windows of S seconds (50 %% overlap); a clip = mean of its segments."),
+]
+_CLASSIFIER_KEYS = {"logreg": {"C": "C"}, "svm": {"C": "C", "gamma": "gamma"}, "mlp": {"alpha": "alpha",
+                    "learning_rate": "learning_rate_init"}, "hgb": {"learning_rate": "learning_rate"}}
+
+
+def _classifier_overrides(overrides: dict[str, Any], kwargs: dict[str, Any], config_path: str | None) -> None:
+    """--C/--gamma/--alpha/--learning-rate go to the chosen classifier's section; one that does
+    not apply to it is one clear error."""
+    flags = {k[4:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("clf_")}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if not given:
+        return
+    from .config import load_config
+
+    name = overrides.get("train.classifier") or load_config(config_path, {}).train.classifier
+    for flag, value in given.items():
+        key = _CLASSIFIER_KEYS[name].get(flag)
+        if key is None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--{flag.replace('_', '-')} does not apply to --classifier {name}: it takes "
+                              + (", ".join("--" + f.replace("_", "-") for f in _CLASSIFIER_KEYS[name]) or "none"))
+        overrides[f"train.{name}.{key}"] = value
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,10 +139,15 @@ _FEATURES = click.option("--features", "train__features", type=click.Choice(["vg
 def main() -> None:
     """Music-genre recognition at scale: index audio, extract MFCC and VGGish features into a
     Parquet store with Ray, train and evaluate a classifier, predict."""
+    import warnings
+
+    # genreflow's own warnings (a quarantined shard, an old pickle model) as one line each
+    warnings.showwarning = lambda message, category, *args, **kwargs: click.secho(
+        f"warning: {message}", fg="yellow", err=True)
 
 
 @main.command()
-@_options(_VAL_FRACTION, _SEED)
+@_options(_VAL_FRACTION, _SEED, _ADDRESS)
 def index(config) -> None:
     """Discover genres under DATA_DIR/raw, validate every file, write the index and splits."""
     from .commands import run_index_command
@@ -82,25 +156,31 @@ def index(config) -> None:
 
 
 @main.command()
-@_options(_ADDRESS)
-def features(config) -> None:
-    """Compute MFCCs of every indexed file not yet in the store (Ray Data)."""
+@click.option("--features", "kinds", default="mfcc", show_default=True, help=_kinds_help())
+@_options(_VGGISH, _PRECISION, _ADDRESS)
+def features(config, kinds) -> None:
+    """Compute features of every indexed file not yet in the store, one read per file (Ray Data)."""
     from .commands import run_features_command
+    from .features import parse_kinds
 
-    run_features_command(config, ["mfcc"])
+    run_features_command(config, parse_kinds(kinds))
 
 
 @main.command()
-@_options(_VGGISH, _ADDRESS)
+@_options(_VGGISH, _PRECISION, _ADDRESS)
 def embed(config) -> None:
-    """Compute VGGish embeddings of every indexed file not yet in the store (Ray actors)."""
+    """Compute VGGish embeddings of every indexed file not yet in the store (= features --features vggish)."""
     from .commands import run_features_command
 
     run_features_command(config, ["vggish"])
 
 
+_NO_VAL = click.option("--allow-no-val", "train__allow_no_val", is_flag=True, default=None,
+                       help="Train even when no validation file has features (no evaluation).")
+
+
 @main.command()
-@_options(_FEATURES, _VGGISH)
+@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _PRECISION)
 def train(config) -> None:
     """Train and evaluate the genre classifier from the feature store."""
     from .commands import run_train_command
@@ -110,14 +190,27 @@ def train(config) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--model", "model_path", default=None, help="Classifier file (default DATA_DIR/processed/classifier_model.pkl).")
+@click.option("--model", "model_path", default=None, help="Model file (default DATA_DIR/processed/classifier_model.zip).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@_options(_VGGISH)
-def predict(config, paths, model_path, fmt) -> None:
-    """Predict the genre of audio files and/or folders (PATHS)."""
+@click.option("--vggish-model", "handle", default=None,
+              help="Where to load the model's VGGish from, if not where it was trained (must be the same model).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+              help="VGGish precision (default: the one the model was trained with).")
+@click.option("--trust-pickle", is_flag=True, default=False,
+              help="Also load old pickle/joblib model files. Pickles can run code: only for files you trust.")
+@click.option("--out", "out", default=None,
+              help="Stream results to FILE.csv, FILE.jsonl or FILE.parquet as they come (instead of printing).")
+@_options(_ADDRESS)
+def predict(config, paths, model_path, fmt, handle, precision, trust_pickle, out) -> None:
+    """Predict the genre of audio files and/or folders (PATHS) with the model's own recipe."""
+    import os
+
     from .commands import run_predict_command
 
-    results = run_predict_command(config, list(paths), model_path, fmt)
+    handle = handle or os.environ.get("GENREFLOW_VGGISH_MODEL")
+    vggish = {k: v for k, v in {"handle": handle, "precision": precision}.items() if v}
+    results = run_predict_command(config, list(paths), model_path, fmt, {"vggish": vggish} if vggish else None,
+                                  trust_pickle=trust_pickle, out=out)
     if any(r.error for r in results):
         sys.exit(1)
 
@@ -125,7 +218,7 @@ def predict(config, paths, model_path, fmt) -> None:
 @main.command()
 @click.option("--train/--no-train", "train", default=True, show_default=True,
               help="Train and evaluate after the features; --no-train stops after them (jobs/pipeline.py).")
-@_options(_FEATURES, _VGGISH, _ADDRESS, _VAL_FRACTION, _SEED)
+@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _PRECISION, _ADDRESS, _VAL_FRACTION, _SEED)
 def run(config, train) -> None:
     """Index, extract features, train and evaluate in one go (reuses everything already stored)."""
     from .commands import run_all_command
@@ -134,7 +227,38 @@ def run(config, train) -> None:
 
 
 @main.command()
-@_options(_VGGISH)
+@click.option("--folds", "evaluate__folds", type=int, default=None, help="K of stratified K-fold (default 5).")
+@click.option("--repeats", "evaluate__repeats", type=int, default=None,
+              help="Repeat with R different fold assignments (default 1).")
+@click.option("--groups", "evaluate__groups", default=None, type=click.Path(dir_okay=False),
+              help="CSV with columns relpath,group: files of one group stay in one fold (e.g. artists).")
+@click.option("--group-pattern", "evaluate__group_pattern", default=None,
+              help="Regex whose first capture group on the relpath is the group, e.g. '^[^/]+/([^_]+)_'.")
+@click.option("--seed", "split__seed", type=int, default=None, help="Fold seed (default 42).")
+@_options(_FEATURES, *_CLASSIFIER, _VGGISH, _PRECISION)
+def evaluate(config) -> None:
+    """Cross-validate features + classifier (stratified, grouped K-fold); saves no model."""
+    from .commands import run_evaluate_command
+
+    run_evaluate_command(config)
+
+
+@main.command()
+@_options()
+def verify(config) -> None:
+    """Read every shard of the store fully; move damaged ones to _quarantine/ (they are recomputed)."""
+    from .fs import remove_stale_temps_tree
+    from .integrity import verify_store
+    from .layout import Layout
+
+    remove_stale_temps_tree(Layout.of(config.data_dir).processed)
+    report = verify_store(config.data_dir)
+    click.echo(str(report))
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@_options(_VGGISH, _PRECISION)
 def status(config) -> None:
     """Show what DATA_DIR holds: index, splits, feature sets (current or not) and the model."""
     from .commands import run_status_command
@@ -145,7 +269,7 @@ def status(config) -> None:
 @main.command()
 @click.option("--clips-per-genre", type=click.IntRange(2, 1000), default=20, show_default=True)
 @click.option("--clip-seconds", type=click.FloatRange(1.0, 300.0), default=10.0, show_default=True)
-@_options(_FEATURES, _VGGISH, _ADDRESS, data_dir_default="data/demo")
+@_options(_FEATURES, _VGGISH, _PRECISION, _ADDRESS, data_dir_default="data/demo")
 def demo(config, clips_per_genre, clip_seconds) -> None:
     """Write a small synthetic labelled set (default data dir: data/demo) and run everything on it."""
     from .commands import run_demo_command

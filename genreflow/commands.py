@@ -13,7 +13,11 @@ def run_index_command(config: Config) -> dict:
     from .layout import Layout
     from .tables import format_table
 
-    result = run_index(config.data_dir, config.n_workers, config.split)
+    import os
+
+    # on a cluster (--address or $RAY_ADDRESS) files are validated by Ray tasks near the data
+    address = config.address or os.environ.get("RAY_ADDRESS") or None
+    result = run_index(config.data_dir, config.n_workers, config.split, address)
     index, splits = result["index"], result["splits"]
     layout = Layout.of(config.data_dir)
     click.echo(format_table(["genre", "valid", "invalid", "duplicates", "train", "val"],
@@ -35,30 +39,35 @@ def run_index_command(config: Config) -> dict:
 
 
 def run_features_command(config: Config, kinds: list[str]) -> list:
-    """Extract each kind of feature for the indexed files (one Ray session), print the counts."""
+    """Compute every kind in ``kinds`` for the indexed files in one pass (one Ray session),
+    print the counts; exits non-zero (DataError) when every pending file failed."""
     import contextlib
 
+    from .classifier import extractors_for
     from .dataset import read_index
-    from .featuresets import feature_set
-    from .pipeline import extract, needs_compute
+    from .errors import DataError
+    from .pipeline import execute, plan
     from .raysession import ray_session
 
     files = read_index(config.data_dir)["files"]
-    if "vggish" in kinds:
-        from .vggish import check_handle
-
-        check_handle(config.vggish.handle)  # before Ray starts: a bad handle costs no start-up
-    fsets = [feature_set(config, kind) for kind in kinds]
-    reports = []
+    extractors = extractors_for(config, "+".join(kinds))
+    for extractor in extractors:
+        extractor.check()  # before Ray starts: a bad model handle costs no start-up
+    work = plan(config, extractors, files)
     # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds)
-    needed = any(needs_compute(fset, files) for fset in fsets)
-    with ray_session(config.address, config.n_workers) if needed else contextlib.nullcontext():
-        for fset in fsets:
-            report = extract(config, fset, files)
-            reports.append(report)
-            click.echo(report.line())
-            for item in report.failed:
-                click.echo(f"  failed {item['relpath']}: {item['reason']}")
+    with ray_session(config.address, config.n_workers) if work.todo else contextlib.nullcontext():
+        reports = execute(config, work)
+    for report in reports:
+        click.echo(report.line())
+        for item in report.failed:
+            click.echo(f"  failed {item['relpath']}: {item['reason']}")
+    if not files:
+        raise DataError(f"The index of {config.data_dir} holds no valid audio files: add audio to "
+                        f"raw/<genre>/ and run `genreflow index --data-dir {config.data_dir}`.")
+    dead = [r for r in reports if r.pending and not r.computed and r.failed]
+    if dead:
+        raise DataError(f"Every pending file failed for {', '.join(r.kind for r in dead)} (see the reasons above): "
+                        "fix the files or the feature parameters and run the command again.")
     return reports
 
 
@@ -66,58 +75,96 @@ def run_train_command(config: Config) -> dict:
     """Train on the train split, evaluate on val, save the model and reports, print the results."""
     import json
 
-    from .classifier import evaluate, fit, load_dataset, save_model
-    from .fs import atomic_write_text
+    from .classifier import evaluate, extractors_for, fit, load_dataset, make_bundle, save_model
+    from .crossval import most_confused
+    from .errors import DataError
+    from .evaluation import write_val_predictions
+    from .fs import atomic_write_text, remove_stale_temps_tree
     from .layout import Layout
     from .reports import report_text, write_reports
 
-    data = load_dataset(config)
-    if data.missing:
-        click.secho(f"warning: {data.missing} indexed file(s) have no features (they failed to decode) "
-                    "and are left out.", fg="yellow", err=True)
-    model = fit(data, config)
-    metrics = {**evaluate(model, data), "features": config.train.features, "fingerprints": data.fingerprints}
-    meta = save_model(model, data, config)
     layout = Layout.of(config.data_dir)
+    remove_stale_temps_tree(layout.processed)
+    extractors = extractors_for(config)
+    data = load_dataset(config, extractors)
+    if data.missing:
+        click.secho(f"warning: {data.missing} indexed file(s) have no {config.train.features} features (not "
+                    "computed yet, or they failed to decode) and are left out.", fg="yellow", err=True)
+    if not data.is_val.any() and not config.train.allow_no_val:
+        raise DataError(f"No validation file of {layout.splits_json} has features: the split does not match the "
+                        f"index. Run `genreflow index --data-dir {config.data_dir}` to rebuild it (the model and "
+                        "reports were left as they were), or pass --allow-no-val to train without validation.")
+    model, params = fit(data, config)
+    evaluation = evaluate(model, data)
+    proba = evaluation.pop("val_proba")
+    metrics = {**evaluation, "features": config.train.features, "fingerprints": data.fingerprints,
+               "classifier": config.train.classifier, "segment_s": config.train.segments}
+    bundle = make_bundle(model, params, data, config, extractors)
+    meta = save_model(bundle, config)
     atomic_write_text(layout.processed.join("model_meta.json"), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     written = write_reports(metrics, layout.reports)
+    if len(proba):
+        written.append(write_val_predictions(data, proba, layout.reports))
     click.echo(report_text(metrics))
+    pairs = most_confused(metrics["confusion_matrix"], data.genres) if metrics["confusion_matrix"] else []
+    if pairs:
+        click.echo("most confused: " + ", ".join(f"{a} -> {b} ({n})" for a, b, n in pairs))
+    if config.train.tune:
+        click.echo(f"tuned {config.train.classifier}: {bundle.classifier['params']}")
     click.echo(f"wrote {layout.model}, " + ", ".join(str(t) for t in written))
     return metrics
 
 
-def format_predictions(results: list, genres: list[str], fmt: str) -> str:
-    """table (top genre), csv (one probability column per genre) or json (a list of objects)."""
-    import csv
-    import io
-    import json
-    from dataclasses import asdict
+def run_evaluate_command(config: Config) -> dict:
+    """K-fold cross-validation of the configured features and classifier; writes reports/cv/."""
+    from .crossval import cv_report_text
+    from .evaluation import run_cross_validation
 
-    from .tables import format_table
+    def progress(repeat: int, fold: int, accuracy: float) -> None:
+        click.echo(f"  repeat {repeat + 1} fold {fold + 1}: accuracy {accuracy:.3f}", err=True)
 
-    if fmt == "json":
-        return json.dumps([asdict(r) for r in results], indent=2)
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "genre", "probability", *genres, "error"])
-        for r in results:
-            writer.writerow([r.path, r.genre, f"{r.probability:.6f}" if not r.error else "",
-                             *(f"{r.probabilities[g]:.6f}" if not r.error else "" for g in genres), r.error])
-        return out.getvalue().rstrip("\n")
-    rows = [[r.path, r.genre or "-", r.probability if not r.error else "-", r.error] for r in results]
-    return format_table(["file", "genre", "probability", "error"], rows)
+    out = run_cross_validation(config, progress)
+    if out["missing"]:
+        click.secho(f"warning: {out['missing']} indexed file(s) have no {config.train.features} features and are "
+                    "left out.", fg="yellow", err=True)
+    click.echo(cv_report_text(out["metrics"]))
+    click.echo("wrote " + ", ".join(str(t) for t in out["written"]))
+    return out["metrics"]
 
 
-def run_predict_command(config: Config, paths: list[str], model_path: str | None, fmt: str) -> list:
-    """Predict every file; print them; exit status 1 if any file could not be read."""
+def run_predict_command(config: Config, paths: list[str], model_path: str | None, fmt: str,
+                        overrides: dict | None = None, trust_pickle: bool = False, out: str | None = None) -> list:
+    """Predict every file with the model's own extractors; print them, or stream them to ``out``
+    (CSV/JSONL/Parquet) as they come. Exit status 1 (by the CLI) if any file could not be read."""
     from .classifier import load_model_bundle
     from .layout import Layout
-    from .predict import predict_files
+    from .outputs import ResultWriter, format_predictions
+    from .predict import model_extractors, predict_stream
 
-    bundle = load_model_bundle(model_path or str(Layout.of(config.data_dir).model.path))
-    results = predict_files(paths, bundle, config)
-    click.echo(format_predictions(results, bundle["genres"], fmt))
+    bundle = load_model_bundle(model_path or Layout.model_uri(config.data_dir), trust_pickle=trust_pickle)
+    extractors = model_extractors(bundle, overrides)
+    from .console import Progress
+    from .predict import collect_paths
+
+    results: list = []
+    writer = ResultWriter(out, bundle.genres) if out else None
+    progress = Progress(len(collect_paths(paths)), "predict", "file")
+
+    def emit(batch: list) -> None:
+        results.extend(batch)
+        progress.update(len(batch))
+        if writer is not None:
+            writer.write(batch)
+
+    try:
+        with progress:
+            summary = predict_stream(paths, bundle, extractors, emit, data_dir=config.data_dir, config=config)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        click.echo(format_predictions(results, bundle.genres, fmt))
+    click.echo(summary.line() + (f"; wrote {out}" if out else ""), err=True)
     if not results:
         click.secho("warning: no audio files found in the given paths.", fg="yellow", err=True)
     return results
@@ -129,13 +176,12 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
     training runs later as its own job (jobs/train.py = `genreflow train`).
     """
-    from .featuresets import kinds_for
+    from .classifier import extractors_for
+    from .features import parse_kinds
 
-    kinds = sorted(set(["mfcc"] + kinds_for(config.train.features)))
-    if "vggish" in kinds:
-        from .vggish import check_handle
-
-        check_handle(config.vggish.handle)  # fail before any work, never switch features silently
+    kinds = sorted(set(["mfcc"] + parse_kinds(config.train.features)))
+    for extractor in extractors_for(config, "+".join(kinds)):
+        extractor.check()  # fail before any work, never switch features silently
     click.secho("== index", bold=True)
     run_index_command(config)
     click.secho("\n== features: " + ", ".join(kinds), bold=True)
@@ -159,14 +205,16 @@ def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) 
 
     written = write_demo_set(config.data_dir, clips_per_genre=clips_per_genre, seconds=clip_seconds)
     click.echo(f"demo set: {written['total']} clips in {written['raw']} ({written['new']} written now)")
-    if "vggish" in config.train.features:
-        from .vggish import check_handle
+    from .classifier import extractors_for
 
+    models = [e for e in extractors_for(config) if e.uses_model]
+    if models:
         try:
-            check_handle(config.vggish.handle)
+            for extractor in models:
+                extractor.check()
         except ModelLoadError as exc:
             banner = "!" * 78
-            click.secho(f"{banner}\nVGGish is not available, so this demo uses MFCC features instead.\n{exc}\n"
+            click.secho(f"{banner}\nThe {extractor.name} model is not available, so this demo uses MFCC features instead.\n{exc}\n"
                         f"{banner}", fg="red", bold=True, err=True)
             config = dataclasses.replace(config, train=dataclasses.replace(config.train, features="mfcc"))
     return run_all_command(config)
@@ -177,9 +225,10 @@ def run_status_command(config: Config) -> dict:
     import json
 
     from .dataset import read_index
-    from .featuresets import feature_set
+    from .features import build, registered
     from .fs import exists, read_text
     from .layout import Layout
+    from .splits import read_splits
     from .store import list_feature_sets, open_feature_set, stored_keys
     from .tables import format_table
 
@@ -190,25 +239,31 @@ def run_status_command(config: Config) -> dict:
     click.echo(f"index: {len(index['files'])} valid files ({len(keys)} unique), {len(index['invalid'])} invalid, "
                f"{len(index['genres'])} genres: {', '.join(index['genres'])}")
     if exists(layout.splits_json):
-        splits = json.loads(read_text(layout.splits_json))
+        splits = read_splits(config.data_dir)
         click.echo(f"splits: {len(splits['train'])} train / {len(splits['val'])} val (seed {splits['seed']})")
     rows = []
-    for kind in ("mfcc", "vggish"):
-        current = feature_set(config, kind).fingerprint
-        for entry in list_feature_sets(config.data_dir, kind):
-            stored = stored_keys(open_feature_set(config.data_dir, kind, entry["fingerprint"]))
-            rows.append([kind, entry["fingerprint"], "yes" if entry["fingerprint"] == current else "",
-                         f"{len(stored & keys)}/{len(keys)}", len(stored - keys)])
+    for name in registered():
+        try:
+            current = build(name, config).resolved().fingerprint()
+        except Exception:  # noqa: BLE001 - e.g. a model folder that is not here: no current set
+            current = None
+        for entry in list_feature_sets(config.data_dir, name):
+            stored = stored_keys(open_feature_set(config.data_dir, name, entry["fingerprint"]))
+            params = entry.get("params", {})
+            note = f"precision {params['precision']}" if "precision" in params else ""
+            rows.append([name, entry["fingerprint"], "yes" if entry["fingerprint"] == current else "",
+                         f"{len(stored & keys)}/{len(keys)}", len(stored - keys), note])
     if rows:
-        click.echo("\n" + format_table(["kind", "fingerprint", "current", "indexed stored", "other rows"], rows))
+        click.echo("\n" + format_table(["kind", "fingerprint", "current", "indexed stored", "other rows", "notes"],
+                                        rows))
     else:
-        click.echo("\nfeature store: empty (run `genreflow features` / `genreflow embed`)")
+        click.echo("\nfeature store: empty (run `genreflow features --features KINDS`)")
     metrics_file = layout.reports.join("metrics.json")
     if exists(layout.model) and exists(metrics_file):
         metrics = json.loads(read_text(metrics_file))
-        accuracy = "n/a" if metrics["accuracy"] is None else f"{metrics['accuracy']:.4f}"
-        click.echo(f"\nmodel: {layout.model} ({metrics['features']}, val accuracy {accuracy}, "
-                   f"{metrics['n_train']} train / {metrics['n_val']} val)")
+        accuracy = "n/a" if metrics.get("accuracy") is None else f"{metrics['accuracy']:.4f}"
+        click.echo(f"\nmodel: {layout.model} ({metrics.get('features')}, val accuracy {accuracy}, "
+                   f"{metrics.get('n_train')} train / {metrics.get('n_val')} val)")
     else:
         click.echo("\nmodel: none yet (run `genreflow train` or `genreflow run`)")
     return {"feature_sets": rows}

@@ -14,19 +14,22 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
-from .vggish import DEFAULT_HANDLE as DEFAULT_VGGISH_HANDLE
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
-FEATURE_SETS = ("vggish", "mfcc", "vggish+mfcc")
+MAX_SAMPLE_RATE = 384_000
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise one clear line naming the key, its value and what it must be."""
     if not ok:
         raise ConfigError(f"{key}={value!r} is invalid: must be {allowed}.")
+
+
+_check = check
 
 
 @dataclass(frozen=True)
@@ -37,38 +40,10 @@ class AudioConfig:
     duration_s: float = 30.0
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate > 0, "audio.sample_rate", self.sample_rate, "a positive integer (Hz), e.g. 22050")
-        _check(0 < self.duration_s <= 3600, "audio.duration_s", self.duration_s, "in (0, 3600] seconds")
-
-
-@dataclass(frozen=True)
-class MfccConfig:
-    """MFCC parameters (librosa conventions)."""
-
-    n_mfcc: int = 20
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
-    fmin: float = 0.0
-    fmax: float = 0.0  # 0 means sample_rate / 2
-
-    def __post_init__(self) -> None:
-        _check(self.n_mels >= 1, "mfcc.n_mels", self.n_mels, "a positive integer")
-        _check(1 <= self.n_mfcc <= self.n_mels, "mfcc.n_mfcc", self.n_mfcc, f"in [1, n_mels={self.n_mels}]")
-        _check(self.n_fft >= 16, "mfcc.n_fft", self.n_fft, "an integer >= 16")
-        _check(self.hop_length >= 1, "mfcc.hop_length", self.hop_length, "a positive integer")
-        _check(self.fmin >= 0, "mfcc.fmin", self.fmin, ">= 0 Hz")
-        _check(self.fmax == 0 or self.fmax > self.fmin, "mfcc.fmax", self.fmax, "0 (= sample_rate/2) or > fmin")
-
-
-@dataclass(frozen=True)
-class VggishConfig:
-    """Which VGGish model to load; a URL handle or a local SavedModel folder."""
-
-    handle: str = DEFAULT_VGGISH_HANDLE
-
-    def __post_init__(self) -> None:
-        _check(bool(self.handle.strip()), "vggish.handle", self.handle, "a TF Hub URL or a local SavedModel folder")
+        _check(1000 <= self.sample_rate <= MAX_SAMPLE_RATE, "audio.sample_rate", self.sample_rate,
+               f"an integer in [1000, {MAX_SAMPLE_RATE}] (Hz), e.g. 22050")
+        _check(math.isfinite(self.duration_s) and 0 < self.duration_s <= 3600, "audio.duration_s",
+               self.duration_s, "in (0, 3600] seconds")
 
 
 @dataclass(frozen=True)
@@ -85,16 +60,59 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Classifier parameters."""
+    """Which features and classifier; ``[train.<classifier>]`` sections hold each one's settings."""
 
     features: str = "vggish"
-    C: float = 1.0
-    max_iter: int = 2000
+    classifier: str = "logreg"
+    segment_s: float = 0.0  # 0 = whole clip; else windows of this many seconds, 50 % overlap
+    tune: bool = False
+    allow_no_val: bool = False
+    logreg: Any = field(default_factory=lambda: _classifier_params("logreg"))
+    svm: Any = field(default_factory=lambda: _classifier_params("svm"))
+    mlp: Any = field(default_factory=lambda: _classifier_params("mlp"))
+    hgb: Any = field(default_factory=lambda: _classifier_params("hgb"))
 
     def __post_init__(self) -> None:
-        _check(self.features in FEATURE_SETS, "train.features", self.features, f"one of {', '.join(FEATURE_SETS)}")
-        _check(self.C > 0 and math.isfinite(self.C), "train.C", self.C, "a float in (0, inf)")
-        _check(self.max_iter >= 1, "train.max_iter", self.max_iter, "a positive integer")
+        from .classifiers import CLASSIFIERS
+        from .features import parse_kinds
+
+        parse_kinds(self.features, "train.features")
+        _check(self.classifier in CLASSIFIERS, "train.classifier", self.classifier, "one of " + ", ".join(CLASSIFIERS))
+        _check(math.isfinite(self.segment_s) and 0 <= self.segment_s <= 600, "train.segment_s", self.segment_s,
+               "0 (whole clip) or a number of seconds in (0, 600]")
+
+    @property
+    def params(self) -> Any:
+        """The chosen classifier's settings."""
+        return getattr(self, self.classifier)
+
+    @property
+    def segments(self) -> float | None:
+        return self.segment_s or None
+
+
+def _classifier_params(name: str) -> Any:
+    from .classifiers import default_params
+
+    return default_params(name)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Cross-validation: K folds, R repeats, optional groups kept within one fold."""
+
+    folds: int = 5
+    repeats: int = 1
+    inner_folds: int = 3
+    groups: str = ""  # a CSV of relpath,group
+    group_pattern: str = ""  # a regex whose first capture group on the relpath is the group
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.folds <= 100, "evaluate.folds", self.folds, "an integer in [2, 100]")
+        _check(1 <= self.repeats <= 100, "evaluate.repeats", self.repeats, "an integer in [1, 100]")
+        _check(2 <= self.inner_folds <= 20, "evaluate.inner_folds", self.inner_folds, "an integer in [2, 20]")
+        _check(not (self.groups and self.group_pattern), "evaluate.groups", self.groups,
+               "empty when evaluate.group_pattern is set (use one of --groups / --group-pattern)")
 
 
 @dataclass(frozen=True)
@@ -106,25 +124,53 @@ class Config:
     address: str = ""
     batch_size: int = 32
     audio: AudioConfig = field(default_factory=AudioConfig)
-    mfcc: MfccConfig = field(default_factory=MfccConfig)
-    vggish: VggishConfig = field(default_factory=VggishConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    extractors: Mapping[str, Any] = field(default_factory=dict)  # [<kind>] sections, by registry name
 
     def __post_init__(self) -> None:
         _check(bool(self.data_dir), "data_dir", self.data_dir, "a folder path or URI")
         _check(self.workers >= 0, "workers", self.workers, "an integer >= 1 (0 = all CPUs)")
         _check(1 <= self.batch_size <= 4096, "batch_size", self.batch_size, "in [1, 4096]")
+        from .features import registered
+
+        sections = {name: self.extractors.get(name) or cls.config_class() for name, cls in registered().items()}
+        object.__setattr__(self, "extractors", sections)
+        for name, cls in registered().items():  # checks that span sections (e.g. fmax <= sample_rate/2)
+            cls(sections[name], self.audio)
+
+    def section(self, name: str) -> Any:
+        """The config section of the extractor ``name`` (``[mfcc]``, ``[vggish]``, ...)."""
+        return self.extractors[name]
+
+    def __getattr__(self, name: str) -> Any:
+        """``config.mfcc`` / ``config.vggish``: extractor sections read like the fixed ones."""
+        extractors = self.__dict__.get("extractors") or {}
+        if name in extractors:
+            return extractors[name]
+        raise AttributeError(name)
+
+    def with_section(self, name: str, **changes: Any) -> "Config":
+        """A copy with some keys of one extractor section changed."""
+        return replace(self, extractors={**self.extractors, name: replace(self.section(name), **changes)})
 
     @property
     def n_workers(self) -> int:
-        """Workers to use: the configured number, or every CPU of this machine."""
-        return self.workers or (os.cpu_count() or 1)
+        """Workers to use: the configured number capped at the CPUs this process may use
+        (on a cluster, --address, Ray decides and the number is passed through)."""
+        available = available_cpus()
+        if self.address or os.environ.get("RAY_ADDRESS"):
+            return self.workers or available
+        return min(self.workers, available) if self.workers else available
 
 
-_SECTION_CLASSES = {
-    "audio": AudioConfig, "mfcc": MfccConfig, "vggish": VggishConfig, "split": SplitConfig, "train": TrainConfig,
-}
+def available_cpus() -> int:
+    """CPUs this process may use (affinity mask and cgroup quota, not just the machine's count)."""
+    from .raysession import usable_cpus
+
+    return usable_cpus()
+
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
@@ -141,13 +187,28 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+def build_section(cls: type, section: str, values: Mapping[str, Any], base: Any = None) -> Any:
+    """One section dataclass from a mapping (TOML table, saved recipe), with the same checks."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{section}={values!r} is invalid: must be a table (a [{section}] section).")
+    return _build(cls, section, values, cls() if base is None else base)
+
+
 def _build(cls: type, section: str, values: Mapping[str, Any], base: Any) -> Any:
-    known = {f.name: getattr(base, f.name) for f in fields(cls)}
+    known = {f.name: getattr(base, f.name) for f in fields(cls) if f.name != "extractors"}
+    if cls is Config:
+        extractors = dict(base.extractors)
+        values = dict(values)
+        from .features import registered
+
+        for name, ext_cls in registered().items():
+            if name in values and values[name] is not None:
+                extractors[name] = build_section(ext_cls.config_class, name, values.pop(name), extractors[name])
     changes = {}
     for key, value in values.items():
         dotted = f"{section}.{key}" if section else key
         if key not in known:
-            allowed = ", ".join(sorted(known))
+            allowed = ", ".join(sorted([*known, *(base.extractors if cls is Config else [])]))
             raise ConfigError(f"Unknown configuration key {dotted!r} (= {value!r}): allowed keys"
                               f"{' in [' + section + ']' if section else ''} are {allowed}.")
         if value is None:
@@ -155,9 +216,16 @@ def _build(cls: type, section: str, values: Mapping[str, Any], base: Any) -> Any
         if dataclasses.is_dataclass(known[key]):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{dotted}={value!r} is invalid: must be a table (a [{dotted}] section).")
-            changes[key] = _build(type(known[key]), key, value, known[key])
+            if cls is TrainConfig:  # [train.<classifier>]: lists and numbers as the classifier wants them
+                from .classifiers import params_from_mapping
+
+                changes[key] = params_from_mapping(key, {**dataclasses.asdict(known[key]), **value})
+            else:
+                changes[key] = _build(type(known[key]), key, value, known[key])
         else:
             changes[key] = _coerce(dotted, value, known[key])
+    if cls is Config:
+        changes["extractors"] = extractors
     try:
         return replace(base, **changes)
     except TypeError as exc:  # pragma: no cover - replace only fails on unknown names, checked above
@@ -165,16 +233,16 @@ def _build(cls: type, section: str, values: Mapping[str, Any], base: Any) -> Any
 
 
 def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn {'split.seed': 1} into {'split': {'seed': 1}}, dropping unset (None) flags."""
+    """Turn {'split.seed': 1, 'train.svm.C': 2} into nested tables, dropping unset (None) flags."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         if value is None:
             continue
-        head, _, tail = key.partition(".")
-        if tail:
-            nested.setdefault(head, {})[tail] = value
-        else:
-            nested[head] = value
+        *heads, tail = key.split(".")
+        table = nested
+        for head in heads:
+            table = table.setdefault(head, {})
+        table[tail] = value
     return nested
 
 

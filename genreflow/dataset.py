@@ -1,7 +1,17 @@
 """Phase 1: discover genres under raw/, validate every candidate by decoding it, write the index.
 
-Validation and hashing run in a process pool bounded by ``workers``; one bad file becomes an
-``invalid`` entry with a reason and never stops the run.
+Validation and hashing run in a process pool bounded by ``workers``, the CPUs this process may
+use and the number of files; one bad file becomes an ``invalid`` entry with a reason and never
+stops the run. Rules for hostile trees (each left-out item is named in a warning or a reason):
+
+- FIFOs, sockets and devices are skipped as "not a regular file (...)" without being opened
+  (opening a FIFO blocks until someone writes to it).
+- Symbolic links and oversized genre folders: see ``discovery``.
+- Label conflicts: identical bytes (same ``content_hash``) under two or more genres cannot have
+  one right label, so every copy goes to ``invalid`` with "same audio as ... (label conflict)"
+  and one warning per group names them all; copies inside one genre stay valid duplicates
+  (the split keeps them on one side).
+- A genre folder with no audio file, or none usable, is named in a warning: it gets no label.
 """
 
 from __future__ import annotations
@@ -10,90 +20,21 @@ import hashlib
 import json
 import multiprocessing
 import os
-import posixpath
+from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyarrow.fs import FileType
 
 from . import __version__
 from .audio import EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
-from .errors import AudioDecodeError, DataError
-from .fs import Location, remove_stale_temps, atomic_write_bytes, atomic_write_text, is_dir, iter_chunks, list_files, open_input
+from .errors import AudioDecodeError
+from .discovery import Discovery, discover
+from .fs import (Location, atomic_write_bytes, atomic_write_text, iter_chunks, not_regular_reason, open_input,
+                 remove_stale_temps_tree)
 from .layout import Layout
 
-EXPECTED_LAYOUT = """Expected layout:
-  {raw}/
-    rock/    song1.wav  song2.mp3 ...
-    jazz/    take1.flac ...
-    <genre>/ <file>.{{wav,mp3,flac,ogg}}  (sub-folders allowed)"""
-
 INDEX_COLUMNS = ("relpath", "genre", "label", "content_hash", "duration_s", "sample_rate", "channels", "format", "bytes")
-
-
-@dataclass
-class Discovery:
-    """Candidate audio files and the files skipped because of their extension."""
-
-    genres: list[str]
-    candidates: list[tuple[str, str]] = field(default_factory=list)  # (relpath, genre)
-    ignored: list[str] = field(default_factory=list)
-    unusable: list[dict[str, str]] = field(default_factory=list)  # found but unusable before decoding
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _printable(name: str) -> str:
-    """A non-UTF-8 name as text: undecodable bytes become U+FFFD."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _hidden(relpath: str) -> bool:
-    return any(part.startswith(".") for part in relpath.split("/"))
-
-
-def discover(raw: Location) -> Discovery:
-    """Find genre folders (first level under raw/) and the audio files anywhere below them."""
-    if not is_dir(raw):
-        raise DataError(f"No raw audio folder at {raw}.\n" + EXPECTED_LAYOUT.format(raw=raw))
-    entries = list_files(raw, recursive=True)
-    prefix = raw.path.rstrip("/") + "/"
-    genres: set[str] = set()
-    found = Discovery(genres=[])
-    # sorted by relpath, never by host-specific listing order, so every machine agrees
-    for info in sorted(entries, key=lambda i: i.path):
-        relpath = info.path[len(prefix):] if info.path.startswith(prefix) else info.path
-        if _hidden(relpath):
-            continue
-        parts = relpath.split("/")
-        is_audio_name = posixpath.splitext(relpath)[1].lower() in EXTENSIONS
-        if not _utf8(relpath):
-            found.unusable.append({"relpath": _printable(relpath),
-                                   "reason": "file name is not valid UTF-8: rename it (e.g. with convmv)"})
-            continue
-        if info.is_dir:
-            if len(parts) == 1:
-                genres.add(parts[0])
-            elif is_audio_name:  # a folder named like a file: reported, its contents still scanned
-                found.candidates.append((relpath, parts[0]))
-            continue
-        if len(parts) == 1:
-            found.ignored.append(relpath)  # a file directly in raw/ has no genre
-        elif is_audio_name:
-            found.candidates.append((relpath, parts[0]))
-        else:
-            found.ignored.append(relpath)
-    if not genres:
-        raise DataError(f"No genre folders in {raw}.\n" + EXPECTED_LAYOUT.format(raw=raw))
-    found.genres = sorted(genres)
-    return found
 
 
 def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -103,6 +44,9 @@ def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None =
     that record stands and the file is not decoded again (hashing costs a fraction of decoding).
     """
     loc = raw.join(relpath)
+    reason = not_regular_reason(loc)  # before any open(): opening a FIFO blocks
+    if reason:
+        return {"relpath": relpath, "reason": reason}
     try:
         digest, size, head, tail = _read_once(loc)
         if previous and previous.get("content_hash") == digest and previous.get("bytes") == size:
@@ -176,11 +120,42 @@ def _previous_records(layout: Layout) -> dict[str, dict[str, Any]]:
     return {r["relpath"]: r for r in previous.get("files", []) if all(k in r for k in INDEX_COLUMNS[3:])}
 
 
+def pool_size(workers: int, n_tasks: int, *, processes: bool = True) -> int:
+    """Workers worth starting: never more than tasks, and for processes never more than the
+    usable CPUs (``--workers 64`` on 2 cores would start 64 interpreters for nothing). Threads
+    waiting on a remote filesystem may exceed the CPUs, up to 4 per CPU."""
+    from .raysession import usable_cpus
+
+    limit = usable_cpus() * (1 if processes else 4)
+    return max(1, min(workers, n_tasks, limit))
+
+
 def _validate_all(raw: Location, relpaths: list[str], workers: int,
-                  previous: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                  previous: dict[str, dict[str, Any]] | None = None, address: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """Validate every candidate with a progress bar: Ray tasks near the data on a cluster
+    (``address``), else a local process pool (threads for remote files)."""
+    from .console import Progress
+
     known = [(previous or {}).get(rel) for rel in relpaths]
+    with Progress(len(relpaths), "validate", "file") as progress:
+        if address:
+            from .pipeline import validate_on_ray
+
+            results = validate_on_ray(raw, relpaths, known, address, workers, progress.update)
+        else:
+            results = list(_validate_locally(raw, relpaths, known, workers, progress.update))
+        progress.close(f"validated {len(relpaths)} file(s)")
+    return results
+
+
+def _validate_locally(raw: Location, relpaths: list[str], known: list, workers: int, tick):
+    workers = pool_size(workers, len(relpaths), processes=raw.local)
     if workers <= 1 or len(relpaths) < 8:
-        return [validate_file(raw, rel, prev) for rel, prev in zip(relpaths, known)]
+        for rel, prev in zip(relpaths, known):
+            yield validate_file(raw, rel, prev)
+            tick()
+        return
     if raw.local:
         # forkserver, not fork: the caller may already run threads (Ray, gRPC, a test runner)
         # that a forked child would inherit half-held; workers start clean and are reused
@@ -191,18 +166,21 @@ def _validate_all(raw: Location, relpaths: list[str], workers: int,
         pool = ThreadPoolExecutor(max_workers=workers)
     with pool:
         chunk = max(1, len(relpaths) // (workers * 8))
-        return list(pool.map(validate_file, [raw] * len(relpaths), relpaths, known, chunksize=chunk))
+        for record in pool.map(validate_file, [raw] * len(relpaths), relpaths, known, chunksize=chunk):
+            yield record
+            tick()
 
 
-def build_index(data_dir: str, workers: int) -> dict[str, Any]:
+def build_index(data_dir: str, workers: int, address: str | None = None) -> dict[str, Any]:
     """Discover and validate ``DIR/raw``; return the index document (not yet written)."""
     layout = Layout.of(data_dir)
     found = discover(layout.raw)
     genre_of = dict(found.candidates)
-    results = _validate_all(layout.raw, [rel for rel, _ in found.candidates], workers, _previous_records(layout))
-    valid = [r for r in results if "reason" not in r]
+    results = _validate_all(layout.raw, [rel for rel, _ in found.candidates], workers, _previous_records(layout),
+                            address)
+    valid, conflicts, conflict_notes = _drop_label_conflicts([r for r in results if "reason" not in r], genre_of)
     invalid = sorted([{"relpath": r["relpath"], "reason": r["reason"]} for r in results if "reason" in r]
-                     + found.unusable, key=lambda r: r["relpath"])
+                     + conflicts + found.unusable, key=lambda r: r["relpath"])
     labels = {name: i for i, name in enumerate(sorted({genre_of[r["relpath"]] for r in valid}))}
     files = [
         {"relpath": r["relpath"], "genre": genre_of[r["relpath"]], "label": labels[genre_of[r["relpath"]]],
@@ -216,7 +194,46 @@ def build_index(data_dir: str, workers: int) -> dict[str, Any]:
         "invalid": invalid,
         "ignored": found.ignored,
         "params": {"extensions": list(EXTENSIONS), "genre_folders": found.genres},
+        "warnings": found.notes + _genre_notes(layout.raw, found, files) + conflict_notes,
     }
+
+
+def _drop_label_conflicts(valid: list[dict[str, Any]], genre_of: dict[str, str]
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
+    """Split off files whose bytes also sit under another genre: (kept, invalid records, notes)."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for record in sorted(valid, key=lambda r: r["relpath"]):
+        members[record["content_hash"]].append(record["relpath"])
+    conflicts: dict[str, str] = {}
+    notes = []
+    for relpaths in members.values():
+        genres = sorted({genre_of[rel] for rel in relpaths})
+        if len(genres) < 2:
+            continue
+        for rel in relpaths:
+            other = next(o for o in relpaths if genre_of[o] != genre_of[rel])
+            conflicts[rel] = (f"same audio as {other} in genre {genre_of[other]} (label conflict): "
+                              "keep it in one genre folder")
+        shown = ", ".join(relpaths[:6]) + (f" and {len(relpaths) - 6} more" if len(relpaths) > 6 else "")
+        notes.append(f"label conflict: the same audio is filed under genres {', '.join(genres)} ({shown}); "
+                     f"all {len(relpaths)} copies are left out of training: keep it in one genre folder.")
+    kept = [r for r in valid if r["relpath"] not in conflicts]
+    return kept, [{"relpath": rel, "reason": why} for rel, why in conflicts.items()], notes
+
+
+def _genre_notes(raw: Location, found: Discovery, files: list[dict[str, Any]]) -> list[str]:
+    """Genre folders that will get no label: empty ones, and ones whose files are all unusable."""
+    candidates = Counter(genre for _, genre in found.candidates)
+    valid = Counter(f["genre"] for f in files)
+    notes = []
+    for genre in found.genres:
+        if not candidates[genre]:
+            notes.append(f"genre folder {raw.join(genre)} holds no audio files ({', '.join(EXTENSIONS)}): it gets no "
+                         "label; add audio to it or remove it.")
+        elif not valid[genre]:
+            notes.append(f"genre folder {raw.join(genre)} has no usable audio ({candidates[genre]} file(s), all "
+                         "listed as invalid): it gets no label.")
+    return notes
 
 
 def write_index(index: dict[str, Any], data_dir: str) -> None:
@@ -225,7 +242,7 @@ def write_index(index: dict[str, Any], data_dir: str) -> None:
     import pyarrow.parquet as pq
 
     layout = Layout.of(data_dir)
-    remove_stale_temps(layout.processed)
+    remove_stale_temps_tree(layout.processed)
     atomic_write_text(layout.index_json, json.dumps(index, indent=2, sort_keys=True) + "\n")
     table = index_table(index)
     sink = pa.BufferOutputStream()
@@ -246,29 +263,36 @@ def index_table(index: dict[str, Any]):
 
 
 def read_index(data_dir: str) -> dict[str, Any]:
-    """Load dataset_index.json, or say which command creates it."""
-    from .fs import exists, read_text
+    """Load dataset_index.json; a missing, cut-short or incomplete one is one DataError line
+    naming the command that rewrites it."""
+    from .jsonfiles import read_json
 
-    layout = Layout.of(data_dir)
-    if not exists(layout.index_json):
-        raise DataError(f"No dataset index at {layout.index_json}: run `genreflow index --data-dir {data_dir}` first.")
-    return json.loads(read_text(layout.index_json))
+    def check(doc: dict[str, Any]) -> str | None:
+        if not isinstance(doc["genres"], dict) or not isinstance(doc["invalid"], list):
+            return "'genres' or 'invalid' has the wrong type"
+        if not isinstance(doc["files"], list) or not all(
+                isinstance(f, dict) and all(k in f for k in INDEX_COLUMNS) for f in doc["files"]):
+            return "'files' is not a list of complete file records"
+        return None
+
+    return read_json(Layout.of(data_dir).index_json, "dataset index", f"genreflow index --data-dir {data_dir}",
+                     ("genres", "files", "invalid"), check=check)
 
 
-def run_index(data_dir: str, workers: int, split_config) -> dict[str, Any]:
+def run_index(data_dir: str, workers: int, split_config, address: str | None = None) -> dict[str, Any]:
     """Index, split and write everything; return the index and splits for the summary."""
     import warnings
 
     from .splits import make_splits, splits_json
 
     layout = Layout.of(data_dir)
-    index = build_index(data_dir, workers)
+    index = build_index(data_dir, workers, address)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         splits = make_splits(index["files"], split_config)
     write_index(index, data_dir)
     atomic_write_text(layout.splits_json, splits_json(splits))
-    return {"index": index, "splits": splits, "warnings": [str(w.message) for w in caught]}
+    return {"index": index, "splits": splits, "warnings": index["warnings"] + [str(w.message) for w in caught]}
 
 
 def summary_rows(index: dict[str, Any], splits: dict[str, Any]) -> list[list[Any]]:

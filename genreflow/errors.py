@@ -35,3 +35,10 @@ class StoreWriteError(GenreflowError):
 
 class AudioDecodeError(GenreflowError):
     """One audio file cannot be used; callers record the reason and go on with the others."""
+
+
+class RayStartError(GenreflowError):
+    """Ray could not start or be joined (port taken, bad address, auth); the message names Ray's
+    log folder and what to try."""
+
+    exit_code = 5

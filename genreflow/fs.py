@@ -11,8 +11,9 @@ import hashlib
 import os
 import socket
 import posixpath
+import stat
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator
 
 import pyarrow.fs as pafs
@@ -108,22 +109,105 @@ def list_files(loc: Location, recursive: bool = True) -> list[Entry]:
     return [Entry(i.path, i.type == pafs.FileType.Directory) for i in infos]
 
 
-def _walk_local(root: str, recursive: bool) -> list[Entry]:
-    """Follows symlinked folders (a genre folder may live elsewhere) but never enters the same
-    folder twice, so a symlink loop cannot hang the walk."""
-    entries: list[Entry] = []
+def _walk_once(root: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` following symlinked folders but never entering the same folder twice (by
+    device and inode), so a symlink loop cannot hang a walk. Callers may prune ``dirnames``."""
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: None):
-        stat = os.stat(dirpath)
-        if (stat.st_dev, stat.st_ino) in seen:
+        try:
+            info = os.stat(dirpath)
+        except OSError:  # vanished or became a loop since it was listed
             dirnames[:] = []
             continue
-        seen.add((stat.st_dev, stat.st_ino))
+        if (info.st_dev, info.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        yield dirpath, dirnames, filenames
+
+
+def _walk_local(root: str, recursive: bool) -> list[Entry]:
+    """Follows symlinked folders anywhere (loops guarded); the store and other non-hostile
+    folders are listed this way, raw/ through ``walk_local_guarded``."""
+    entries: list[Entry] = []
+    for dirpath, dirnames, filenames in _walk_once(root):
         entries.extend(Entry(posixpath.join(dirpath, name), True) for name in dirnames)
         entries.extend(Entry(posixpath.join(dirpath, name), False) for name in filenames)
         if not recursive:
             break
     return entries
+
+
+@dataclass
+class GuardedWalk:
+    """What ``walk_local_guarded`` found: entries, notes on what it did not follow, and whether
+    it listed everything (False once ``max_entries`` was passed)."""
+
+    entries: list[Entry] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    complete: bool = True
+
+
+def is_under(path: str, root: str) -> bool:
+    """True when ``path`` is ``root`` or lies below it (both already resolved)."""
+    root = root.rstrip("/") or "/"
+    return path == root or path.startswith(root if root == "/" else root + "/")
+
+
+def walk_local_guarded(top: str, inside: tuple[str, ...], max_entries: int) -> GuardedWalk:
+    """Every non-hidden entry below the local folder ``top``, under three guards.
+
+    A symlinked sub-folder is followed only when its resolved target lies under one of the
+    resolved folders ``inside`` (else it is left out with a note); a folder already entered is
+    never entered again (symlink loops); after ``max_entries`` entries the walk stops with
+    ``complete=False`` so a link to a huge tree cannot keep a command busy for hours.
+    """
+    walk = GuardedWalk()
+    for dirpath, dirnames, filenames in _walk_once(top):
+        kept = []
+        for name in sorted(dirnames):
+            path = posixpath.join(dirpath, name)
+            if name.startswith("."):
+                continue
+            if os.path.islink(path) and not any(is_under(os.path.realpath(path), root) for root in inside):
+                walk.notes.append(f"{path} links to {os.path.realpath(path)}, outside raw/ and outside its genre "
+                                  "folder: not followed (move the audio, or the link's target, inside raw/).")
+                continue
+            kept.append(name)
+        dirnames[:] = kept
+        walk.entries.extend(Entry(posixpath.join(dirpath, name), True) for name in kept)
+        walk.entries.extend(Entry(posixpath.join(dirpath, name), False) for name in filenames
+                            if not name.startswith("."))
+        if len(walk.entries) > max_entries:
+            walk.complete = False
+            break
+    return walk
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO/named pipe"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_regular_reason(loc: "Location | str | os.PathLike") -> str | None:
+    """Why a local path must not be opened as a file (FIFO, socket, device), else None.
+
+    Opening a FIFO blocks until a writer appears and a device may never end, so callers stat
+    first (following symlinks) and skip such paths with this reason. Folders, missing paths
+    and symlink loops return None: opening them fails at once with their own reason. Remote
+    filesystems hold only files and folders, so they always return None.
+    """
+    if isinstance(loc, Location):
+        if not loc.local:
+            return None
+        loc = loc.path
+    try:
+        mode = os.stat(loc).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, what in _NOT_REGULAR:
+        if test(mode):
+            return f"not a regular file ({what})"
+    return None
 
 
 def open_input(loc: Location) -> str | BinaryIO:
@@ -198,6 +282,17 @@ def remove_stale_temps(loc: Location) -> int:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(posixpath.join(loc.path, name))
                 removed += 1
+    return removed
+
+
+def remove_stale_temps_tree(loc: Location) -> int:
+    """``remove_stale_temps`` in ``loc`` and every folder below it (processed/, reports/, each
+    store/<kind>/<fingerprint>/ and its _quarantine/), without following symlinks."""
+    if not loc.local or not os.path.isdir(loc.path):
+        return 0
+    removed = 0
+    for dirpath, _, _ in os.walk(loc.path, onerror=lambda e: None):
+        removed += remove_stale_temps(Location(loc.fs, dirpath))
     return removed
 
 

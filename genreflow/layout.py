@@ -43,7 +43,13 @@ class Layout:
 
     @property
     def model(self) -> Location:
-        return self.processed.join("classifier_model.pkl")
+        return self.processed.join("classifier_model.zip")
+
+    @staticmethod
+    def model_uri(data_dir: str) -> str:
+        """The default model's path or URI, keeping a URI's scheme and query (endpoint, options)."""
+        base, sep, query = data_dir.partition("?")
+        return base.rstrip("/") + "/processed/classifier_model.zip" + sep + query
 
     @property
     def reports(self) -> Location:

@@ -1,5 +1,7 @@
-"""The Ray Data pipeline: decode tasks, MFCC tasks and VGGish actors over the index rows whose
-content hash is not yet in the store, each batch written as one shard by the worker itself.
+"""The Ray Data pipeline: one pass over the files whose features are missing for any kind a
+run needs. Each file is read once (hashed and decoded together), resampled to each
+extractor's rate, CPU extractors run in the decode task, model extractors in actors that
+receive the decoded signal; every batch is written as one shard per kind by the worker itself.
 
 Only small per-file summaries travel back to the driver, so its memory stays flat however
 many clips run. Ray appears in this module alone; the maths it calls are plain functions.
@@ -10,23 +12,24 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .config import Config
 from .errors import AudioDecodeError, GenreflowError, StoreWriteError
+from .features import Extractor
 from .fs import remove_stale_temps
 from .store import FeatureSet, shard_table, stored_keys, write_shard
 
-DECODED_AHEAD_BYTES = 512 << 20  # decoded audio that may wait for the VGGish actors in Ray's object store
+DECODED_AHEAD_BYTES = 512 << 20  # decoded audio that may wait for the model actors in Ray's object store
 MAX_BATCH_BYTES = 256 << 20  # bound the decoded audio one batch holds (matters for long durations)
-IN_MEMORY_BYTES = 64 << 20  # files up to this size are read once, hashed and decoded from memory
+TODO, OK = "todo", "ok"  # per-kind status of a row; anything else is the reason it failed
 
 
 @dataclass
 class StageReport:
-    """What one feature pass did, by unique content hash."""
+    """What one feature kind did in a pass, by unique content hash."""
 
     kind: str
     fingerprint: str
@@ -36,132 +39,216 @@ class StageReport:
     computed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
 
+    @property
+    def pending(self) -> int:
+        return self.unique - self.cached
+
     def line(self) -> str:
         return (f"{self.kind} [{self.fingerprint}]: {self.computed} computed, {self.cached} already cached, "
                 f"{len(self.failed)} failed ({self.files} files, {self.unique} unique)")
 
 
-def pending(files: list[dict[str, Any]], stored: set[str]) -> tuple[list[dict[str, str]], int]:
-    """Unique-content rows still to compute, and how many unique hashes are already stored."""
+@dataclass
+class Plan:
+    """Which unique contents still need which kinds; built from one read of each store's keys."""
+
+    extractors: list[Extractor]
+    fsets: dict[str, FeatureSet]
+    todo: list[dict[str, str]]  # content_hash, relpath, kinds ("mfcc,vggish": the kinds it lacks)
+    reports: dict[str, StageReport]
+
+
+def plan(config: Config, extractors: Sequence[Extractor], files: list[dict[str, Any]]) -> Plan:
+    """Pending work per unique content: a file stored for one kind is decoded only for the others."""
+    fsets = {e.name: e.feature_set(config.data_dir) for e in extractors}
+    stored = {name: stored_keys(fset) for name, fset in fsets.items()}
+    reports = {name: StageReport(name, fset.fingerprint, files=len(files)) for name, fset in fsets.items()}
     todo, seen = [], set()
     for record in files:
         key = record["content_hash"]
         if key in seen:
             continue
         seen.add(key)
-        if key not in stored:
-            todo.append({"content_hash": key, "relpath": record["relpath"]})
-    return todo, len(seen) - len(todo)
+        missing = [name for name in fsets if key not in stored[name]]
+        for name in fsets:
+            reports[name].unique += 1
+            reports[name].cached += name not in missing
+        if missing:
+            todo.append({"content_hash": key, "relpath": record["relpath"], "kinds": ",".join(missing)})
+    return Plan(list(extractors), fsets, todo, reports)
 
 
-def needs_compute(fset: FeatureSet, files: list[dict[str, Any]]) -> bool:
-    """True when some indexed content is not yet in ``fset`` (so a Ray session is needed)."""
-    return bool(pending(files, stored_keys(fset))[0])
-
-
-def decode_one(data_dir: str, relpath: str, content_hash: str, *, sample_rate: int, duration_s: float):
-    """Check the file is still the one indexed, then decode it (raises AudioDecodeError).
-
-    Files up to IN_MEMORY_BYTES are read once and decoded from memory (one read, also on object
-    stores); larger ones are hashed as a stream and decoded from the path, reading only what the
-    duration needs.
-    """
-    import hashlib
-    import io
-
-    from .audio import load_audio
-    from .fs import open_input, read_bytes, sha256_and_size
-    from .layout import Layout
-
-    loc = Layout.of(data_dir).raw.join(relpath)
+def write_rows(fset: FeatureSet, keys: list[str], arrays: list[np.ndarray], valid: list[int]) -> None:
+    """One shard of computed rows; a full disk or read-only folder becomes one clear error."""
+    if not keys:
+        return
     try:
-        size = loc.fs.get_file_info(loc.path).size
-        if size is not None and size <= IN_MEMORY_BYTES:
-            data = read_bytes(loc)
-            digest, source = hashlib.sha256(data).hexdigest(), io.BytesIO(data)
-        else:
-            (digest, _), source = sha256_and_size(loc), open_input(loc)
-    except FileNotFoundError:
-        raise AudioDecodeError("deleted since `genreflow index`: re-run it") from None
+        fset.ensure_params_file()
+        write_shard(fset, shard_table(fset.kind, keys, arrays, valid))
     except OSError as exc:
-        raise AudioDecodeError(f"unreadable: {exc.strerror or exc}") from None
-    if digest != content_hash:
-        raise AudioDecodeError("changed since `genreflow index` (content hash differs): re-run it")
-    return load_audio(source, sample_rate=sample_rate, duration_s=duration_s)
+        raise StoreWriteError(
+            f"Could not write a {fset.kind.name} shard in {fset.location}: {exc.strerror or exc}. "
+            "Free some space or fix the permissions and run the command again: "
+            "every shard already written is kept and will not be recomputed.") from None
 
 
-def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str, sample_rate: int,
-                 duration_s: float) -> dict[str, np.ndarray]:
-    """Ray Data task: one row per file in, its fixed-length waveform (or a reason) out."""
+def checked(array: np.ndarray) -> np.ndarray:
+    """NaN or infinite features are a failure, never stored."""
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        raise ValueError(f"{bad} of {array.size} values are NaN or infinite (check the feature parameters)")
+    return array
+
+
+def _failure(exc: BaseException) -> str:
+    return f"feature extraction failed: {type(exc).__name__}: {exc}"
+
+
+class Results:
+    """Where a worker puts what it computed: shards in the store (``fset`` given), or pooled
+    vectors returned with the batch (prediction: nothing is written)."""
+
+    def __init__(self, name: str, n: int, fset: FeatureSet | None) -> None:
+        self.name, self.fset = name, fset
+        self.keys: list[str] = []
+        self.arrays: list[np.ndarray] = []
+        self.valid: list[int] = []
+        self.rows: list[int] = []
+        self.n = n
+
+    def add(self, row: int, key: str, array: np.ndarray, valid: int) -> None:
+        array = checked(array)  # raises before anything is recorded
+        self.rows.append(row), self.keys.append(key), self.arrays.append(array), self.valid.append(int(valid))
+
+    def finish(self, kind, out: dict[str, np.ndarray]) -> None:
+        if self.fset is not None:
+            write_rows(self.fset, self.keys, self.arrays, self.valid)
+            return
+        from .pooling import pool_frames
+
+        pooled = [pool_frames(kind.frames(a)[None], np.array([v]))[0] for a, v in zip(self.arrays, self.valid)]
+        width = pooled[0].shape[0] if pooled else 0
+        column = np.zeros((self.n, width), np.float32)
+        for row, vector in zip(self.rows, pooled):
+            column[row] = vector
+        out[f"pooled:{self.name}"] = column
+
+
+def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration_s: float,
+                 cpu: Sequence[Extractor], cpu_sets: dict[str, FeatureSet] | None,
+                 model_rates: Sequence[int]) -> dict[str, np.ndarray]:
+    """Ray Data task: read + decode each file once, run the CPU extractors it lacks (one shard
+    per kind, or pooled vectors when ``cpu_sets`` is None), and hand the signal at each model
+    rate on to the actors. ``relpath`` is under DATA/raw, or a full path/URI without data_dir."""
+    from .audio import fix_duration, resample
+    from .fs import locate
+    from .layout import Layout
+    from .readonce import read_and_decode
+
+    raw = Layout.of(data_dir).raw if data_dir else None
     n = len(batch["content_hash"])
-    samples = np.zeros((n, int(round(sample_rate * duration_s))), dtype=np.float32)
-    n_valid = np.zeros(n, dtype=np.int64)
-    reasons = [""] * n
+    kinds = [str(k).split(",") for k in batch["kinds"]]
+    status = {e.name: [""] * n for e in cpu}
+    model_status = [""] * n
+    waves = {rate: np.zeros((n, int(round(rate * duration_s))), np.float32) for rate in model_rates}
+    n_valid = {rate: np.zeros(n, np.int64) for rate in model_rates}
+    results = {e.name: Results(e.name, n, cpu_sets[e.name] if cpu_sets is not None else None) for e in cpu}
+    cpu_names = {e.name for e in cpu}
     for i, (key, rel) in enumerate(zip(batch["content_hash"], batch["relpath"])):
+        wanted_cpu = [e for e in cpu if e.name in kinds[i]]
+        wants_model = any(k not in cpu_names for k in kinds[i])
         try:
-            wave = decode_one(data_dir, str(rel), str(key), sample_rate=sample_rate, duration_s=duration_s)
-            samples[i], n_valid[i] = wave.samples, wave.n_valid
-        except AudioDecodeError as exc:
-            reasons[i] = str(exc)
+            loc = raw.join(str(rel)) if raw is not None else locate(str(rel))
+            decoded = read_and_decode(loc, duration_s=duration_s, expected_hash=str(key) if key else None)
         except Exception as exc:  # never let one file sink the batch
-            reasons[i] = f"unexpected error while decoding: {type(exc).__name__}: {exc}"
-    return {"content_hash": batch["content_hash"], "relpath": batch["relpath"], "samples": samples,
-            "n_valid": n_valid, "reason": np.array(reasons, dtype=object)}
-
-
-def write_features(batch: dict[str, np.ndarray], fset: FeatureSet,
-                   compute: Callable[[np.ndarray, int], tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
-    """Compute features for the decoded rows, write them as one shard, return per-file status."""
-    keys, arrays, valid = [], [], []
-    reasons = list(batch["reason"])
-    for i, key in enumerate(batch["content_hash"]):
-        if reasons[i]:
+            reason = str(exc) if isinstance(exc, AudioDecodeError) else \
+                f"unexpected error while decoding: {type(exc).__name__}: {exc}"
+            for e in wanted_cpu:
+                status[e.name][i] = reason
+            model_status[i] = reason if wants_model else ""
             continue
-        try:
-            array, n_valid_frames = compute(batch["samples"][i], int(batch["n_valid"][i]))
-        except Exception as exc:
-            reasons[i] = f"feature extraction failed: {type(exc).__name__}: {exc}"
-            continue
-        keys.append(str(key))
-        arrays.append(array)
-        valid.append(n_valid_frames)
-    if keys:
-        try:
-            fset.ensure_params_file()
-            write_shard(fset, shard_table(fset.kind, keys, arrays, valid))
-        except OSError as exc:
-            raise StoreWriteError(
-                f"Could not write a {fset.kind.name} shard in {fset.location}: {exc.strerror or exc}. "
-                "Free some space or fix the permissions and run the command again: "
-                "every shard already written is kept and will not be recomputed.") from None
-    return {"content_hash": batch["content_hash"], "relpath": batch["relpath"],
-            "reason": np.array(reasons, dtype=object)}
+        prepared: dict[int, Any] = {}
+
+        def at(rate: int):
+            if rate not in prepared:
+                prepared[rate] = fix_duration(resample(decoded.samples, decoded.sample_rate, rate),
+                                              sample_rate=rate, duration_s=duration_s)
+            return prepared[rate]
+
+        for e in wanted_cpu:
+            wave = at(e.sample_rate)
+            try:
+                array, valid = e.compute(None, wave.samples, wave.n_valid)
+                results[e.name].add(i, decoded.content_hash, array, valid)
+                status[e.name][i] = OK
+            except Exception as exc:
+                status[e.name][i] = _failure(exc)
+        if wants_model:
+            model_status[i] = TODO
+            for rate in model_rates:
+                wave = at(rate)
+                waves[rate][i], n_valid[rate][i] = wave.samples, wave.n_valid
+    out = {"content_hash": batch["content_hash"], "relpath": batch["relpath"], "kinds": batch["kinds"],
+           "model_status": np.array(model_status, dtype=object)}
+    for e in cpu:
+        results[e.name].finish(e.kind, out)
+    out.update({f"status:{name}": np.array(values, dtype=object) for name, values in status.items()})
+    if model_rates:
+        out.update({f"samples:{rate}": waves[rate] for rate in model_rates})
+        out.update({f"n_valid:{rate}": n_valid[rate] for rate in model_rates})
+    return out
 
 
-def mfcc_batch(batch: dict[str, np.ndarray], *, fset: FeatureSet, config: Config) -> dict[str, np.ndarray]:
-    """Ray Data task: MFCC of each decoded row, written as one shard."""
-    from .mfcc import compute_mfcc, valid_frames
+class ModelBatch:
+    """Ray Data actor: loads one model extractor's state once, computes and writes shards per batch."""
 
-    def compute(y: np.ndarray, n_valid: int) -> tuple[np.ndarray, int]:
-        mfcc = compute_mfcc(y=y, sr=config.audio.sample_rate, config=config.mfcc)
-        return mfcc, valid_frames(n_valid, hop_length=config.mfcc.hop_length, n_frames=mfcc.shape[1])
-
-    return write_features(batch, fset, compute)
-
-
-class EmbedBatch:
-    """Ray Data actor: loads VGGish once in ``__init__``, embeds and writes shards per batch."""
-
-    def __init__(self, *, fset: FeatureSet, handle: str, threads: int) -> None:
-        from .vggish import load_model
-
-        self.fset = fset
-        self.model = load_model(handle, threads=threads)
+    def __init__(self, *, extractor: Extractor, fset: FeatureSet | None, threads: int, last: bool) -> None:
+        self.extractor, self.fset, self.last = extractor, fset, last
+        self.state = extractor.load(threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .vggish import embed_waveform
+        e, rate = self.extractor, self.extractor.sample_rate
+        status = [""] * len(batch["content_hash"])
+        rows = [i for i, (kinds, todo) in enumerate(zip(batch["kinds"], batch["model_status"]))
+                if e.name in str(kinds).split(",") and todo == TODO]
+        for i, (kinds, first) in enumerate(zip(batch["kinds"], batch["model_status"])):
+            if e.name in str(kinds).split(",") and first != TODO:
+                status[i] = str(first)  # the decode failed: same reason for this kind
+        computed = self._compute(batch[f"samples:{rate}"], batch[f"n_valid:{rate}"], rows)
+        results = Results(e.name, len(status), self.fset)
+        for i, result in zip(rows, computed):
+            if isinstance(result, str):
+                status[i] = result
+                continue
+            results.add(i, str(batch["content_hash"][i]), *result)
+            status[i] = OK
+        out = {k: v for k, v in batch.items() if not self.last or not k.startswith(("samples:", "n_valid:"))}
+        results.finish(e.kind, out)
+        out[f"status:{e.name}"] = np.array(status, dtype=object)
+        return out
 
-        return write_features(batch, self.fset, lambda y, n: embed_waveform(self.model, np.clip(y, -1.0, 1.0), n))
+    def _compute(self, samples: np.ndarray, n_valid: np.ndarray, rows: list[int]) -> list:
+        """Results per row (array, valid) or a failure reason; one bad clip never sinks the call."""
+        if not rows:
+            return []
+        try:
+            many = self.extractor.compute_many(self.state, [samples[i] for i in rows], [int(n_valid[i]) for i in rows])
+            [checked(a) for a, _ in many]
+            return many
+        except GenreflowError:
+            raise  # a model that is not what it claims: the whole run must stop with its message
+        except Exception:
+            pass  # find the clip that failed, one call each
+        out: list = []
+        for i in rows:
+            try:
+                array, valid = self.extractor.compute(self.state, samples[i], int(n_valid[i]))
+                out.append((checked(array), valid))
+            except GenreflowError:
+                raise
+            except Exception as exc:
+                out.append(_failure(exc))
+        return out
 
 
 def embed_plan(cpus: int) -> tuple[int, float, int, float]:
@@ -169,9 +256,9 @@ def embed_plan(cpus: int) -> tuple[int, float, int, float]:
 
     Each actor's TF pools match the CPUs it holds so actors never oversubscribe the cores.
     On one or two CPUs the one actor reserves all but half a CPU and the decode tasks that
-    half (decoding a clip costs about a tenth of embedding it): both then run at once, so
-    decoding overlaps inference, and their different CPU counts keep Ray Data from fusing the
-    decode into the actor, where it would run in turn with inference while a core idles.
+    half: both then run at once, so decoding overlaps inference, and their different CPU
+    counts keep Ray Data from fusing the decode into the actor, where it would run in turn
+    with inference while a core idles.
     """
     if cpus <= 2:
         return 1, cpus - 0.5, cpus, 0.5
@@ -180,59 +267,127 @@ def embed_plan(cpus: int) -> tuple[int, float, int, float]:
     return actors, float(threads), threads, 1.0
 
 
-def _rows_per_batch(config: Config, sample_rate: int) -> int:
-    row_bytes = 4 * sample_rate * config.audio.duration_s
-    return max(1, min(config.batch_size, int(MAX_BATCH_BYTES // row_bytes)))
+def _rows_per_batch(config: Config, sample_rates: Sequence[int], duration_s: float) -> int:
+    row_bytes = 4 * sum(sample_rates) * duration_s
+    return max(1, min(config.batch_size, int(MAX_BATCH_BYTES // max(row_bytes, 1))))
 
 
-def extract(config: Config, fset: FeatureSet, files: list[dict[str, Any]]) -> StageReport:
-    """Compute one feature set for every indexed file not yet stored; needs a Ray session
-    unless everything is stored already."""
-    remove_stale_temps(fset.location)
-    report = StageReport(fset.kind.name, fset.fingerprint, files=len(files))
-    todo, report.cached = pending(files, stored_keys(fset))
-    report.unique = report.cached + len(todo)
-    if not todo:
-        return report
+def execute(config: Config, work: Plan) -> list[StageReport]:
+    """Compute everything ``work`` lists in one Ray Data pass (needs a Ray session unless
+    nothing is pending); returns one report per kind."""
+    for fset in work.fsets.values():
+        remove_stale_temps(fset.location)
+    if work.todo:
+        _run(config, work)
+    return [work.reports[e.name] for e in work.extractors]
+
+
+def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]],
+             fsets: dict[str, FeatureSet] | None, data_dir: str | None):
+    """The Ray Data pass over ``todo``: decode (+ CPU kinds) tasks, then one actor pool per
+    model kind. With ``fsets`` workers write shards; without, they return pooled vectors."""
     import ray
 
+    from .console import quiet_ray_data
     from .raysession import cluster_cpus
 
-    kind = fset.kind.name
-    sample_rate = config.audio.sample_rate if kind == "mfcc" else 16000
-    workers = config.workers or cluster_cpus()
+    quiet_ray_data()
+    needed = {k for row in todo for k in row["kinds"].split(",")}
+    cpu = [e for e in extractors if not e.uses_model and e.name in needed]
+    models = [e for e in extractors if e.uses_model and e.name in needed]
+    model_rates = sorted({e.sample_rate for e in models})
+    workers = config.n_workers if config.workers else cluster_cpus()  # capped at this machine's CPUs locally
     # small runs still spread over every worker; large ones use full batches (= shards)
-    rows = min(_rows_per_batch(config, sample_rate), max(1, math.ceil(len(todo) / workers)))
+    duration = extractors[0].audio.duration_s
+    rows = min(_rows_per_batch(config, model_rates or [extractors[0].audio.sample_rate], duration),
+               max(1, math.ceil(len(todo) / workers)))
     blocks = math.ceil(len(todo) / rows)
     ds = ray.data.from_items(todo, override_num_blocks=blocks)
-    decode_kwargs = {"data_dir": config.data_dir, "sample_rate": sample_rate, "duration_s": config.audio.duration_s}
-    if kind == "mfcc":
+    decode_kwargs = {"data_dir": data_dir, "duration_s": duration, "cpu": cpu,
+                     "cpu_sets": None if fsets is None else {e.name: fsets[e.name] for e in cpu},
+                     "model_rates": model_rates}
+    if not models:
         slots = ray.data.TaskPoolStrategy(size=min(workers, blocks))  # no idle slots (Ray warns of them)
         ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1, compute=slots)
-        ds = ds.map_batches(mfcc_batch, fn_kwargs={"fset": fset, "config": config}, batch_size=rows, num_cpus=1,
-                            compute=slots)
     else:
         actors, actor_cpus, threads, decode_cpus = embed_plan(workers)
         decoders = max(1, int((workers - actors * actor_cpus) // decode_cpus))
         ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=decode_cpus,
                             compute=ray.data.TaskPoolStrategy(size=decoders))
-        ds = ds.map_batches(EmbedBatch, fn_constructor_kwargs={"fset": fset, "handle": config.vggish.handle,
-                                                               "threads": threads},
-                            batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors))
+        for n, e in enumerate(models):
+            ds = ds.map_batches(ModelBatch, fn_constructor_kwargs={
+                "extractor": e, "fset": None if fsets is None else fsets[e.name], "threads": threads,
+                "last": n == len(models) - 1},
+                batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors))
         # decode tasks outrun the actors: bound the decoded audio waiting in the object store, or it
         # grows with the run (1.3 GiB more at 1,000 clips)
         limits = ds.context.execution_options.resource_limits
         ds.context.execution_options.resource_limits = limits.copy(object_store_memory=DECODED_AHEAD_BYTES)
+    return ds, [e.name for e in cpu + models]
+
+
+def iter_pooled(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]]):
+    """Prediction's pass: yields numpy batches with ``relpath`` (a full path or URI),
+    ``content_hash``, ``status:<kind>`` and ``pooled:<kind>`` [shape=(n, 2d)]; writes nothing."""
+    ds, _ = _dataset(config, extractors, todo, None, None)
     try:
-        for out in ds.iter_batches(batch_size=256, batch_format="numpy"):
-            for rel, reason in zip(out["relpath"], out["reason"]):
-                if reason:
-                    report.failed.append({"relpath": str(rel), "reason": str(reason)})
-                else:
-                    report.computed += 1
+        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
     except Exception as exc:
         raise user_error(exc) or exc
-    return report
+
+
+def _run(config: Config, work: Plan) -> None:
+    ds, names = _dataset(config, work.extractors, work.todo, work.fsets, config.data_dir)
+    try:
+        for out in ds.iter_batches(batch_size=256, batch_format="numpy"):
+            for name in names:
+                for rel, status in zip(out["relpath"], out[f"status:{name}"]):
+                    if status == OK:
+                        work.reports[name].computed += 1
+                    elif status:
+                        work.reports[name].failed.append({"relpath": str(rel), "reason": str(status)})
+    except Exception as exc:
+        raise user_error(exc) or exc
+
+
+def validate_batch(batch: dict[str, np.ndarray], *, raw) -> dict[str, np.ndarray]:
+    """Ray Data task: validate (hash + decode) index candidates where the data is; one JSON
+    record per file back to the driver (small: the audio never leaves the worker)."""
+    import json
+
+    from .dataset import validate_file
+
+    records = [validate_file(raw, str(rel), json.loads(str(prev)) or None)
+               for rel, prev in zip(batch["relpath"], batch["previous"])]
+    return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
+
+
+def validate_on_ray(raw, relpaths: list[str], known: list, address: str, workers: int,
+                    tick: Callable[[int], None]) -> list[dict[str, Any]]:
+    """Index validation as Ray tasks on the cluster at ``address`` (listing stays on the
+    driver), so the bytes of a large dataset never pass through the head node."""
+    import json
+
+    import ray
+
+    from .console import quiet_ray_data
+    from .raysession import cluster_cpus, ray_session
+
+    if not relpaths:
+        return []
+    with ray_session(address, workers):
+        quiet_ray_data()
+        slots = max(1, cluster_cpus())
+        rows = max(1, min(64, math.ceil(len(relpaths) / slots)))
+        items = [{"relpath": rel, "previous": json.dumps(prev)} for rel, prev in zip(relpaths, known)]
+        ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / rows))
+        ds = ds.map_batches(validate_batch, fn_kwargs={"raw": raw}, batch_size=rows, num_cpus=1)
+        out: list[dict[str, Any]] = []
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            out.extend(json.loads(str(r)) for r in batch["record"])
+            tick(len(batch["record"]))
+    order = {rel: i for i, rel in enumerate(relpaths)}
+    return sorted(out, key=lambda r: order[r["relpath"]])
 
 
 def user_error(exc: BaseException) -> GenreflowError | None:

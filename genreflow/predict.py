@@ -1,20 +1,21 @@
-"""Predict genres of new files with a saved classifier, using the exact preprocessing and
-features it was trained with (VGGish is loaded only when the model needs it)."""
+"""Predict genres of new files with a saved model, using the extractors its recipe names.
+
+The model file, not the current configuration, decides the preprocessing and the features,
+so a model works from any folder. Only a model extractor's handle (and precision) may be
+overridden, and only when the rebuilt extractor has the fingerprint the model was trained on.
+Features already in the store (same content hash, same fingerprint) are reused.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .audio import EXTENSIONS, load_audio
-from .config import Config
 from .errors import AudioDecodeError, ConfigError
-from .featuresets import feature_set, kinds_for
-from .pooling import frames_of, pool_frames
-from .store import KINDS
+from .features import Extractor, from_recipe
 
 
 @dataclass
@@ -24,13 +25,27 @@ class Prediction:
     probability: float = 0.0
     probabilities: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    cached: bool = False  # every feature came from the store
 
 
 def collect_paths(paths: list[str]) -> list[str]:
-    """Files as given, folders expanded to the audio files below them (sorted)."""
+    """Files as given, folders (local or URI prefixes) expanded to the audio files below them, sorted."""
+    from .audio import EXTENSIONS
+    from .fs import is_dir, list_files, locate
+
     out: list[str] = []
     for path in paths:
-        if os.path.isdir(path):
+        if "://" in path:
+            loc = locate(path)
+            if is_dir(loc):
+                scheme, query = path.split("://", 1)[0], path.partition("?")[2]
+                suffix = f"?{query}" if query else ""  # endpoint and options stay with every file
+                out.extend(sorted(f"{scheme}://{e.path}{suffix}" for e in list_files(loc) if not e.is_dir
+                                  and os.path.splitext(e.path)[1].lower() in EXTENSIONS
+                                  and not os.path.basename(e.path).startswith(".")))
+            else:
+                out.append(path)
+        elif os.path.isdir(path):
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 out.extend(os.path.join(root, f) for f in sorted(files)
@@ -40,66 +55,203 @@ def collect_paths(paths: list[str]) -> list[str]:
     return out
 
 
-def check_compatible(bundle: dict[str, Any], config: Config) -> None:
-    """Refuse a model whose features were computed with other parameters than ``config``'s."""
-    for kind, trained in bundle["fingerprints"].items():
-        current = feature_set(config, kind)
-        if current.fingerprint != trained:
-            stored = {"audio": bundle["audio"], "mfcc": bundle["mfcc"]} if kind == "mfcc" else \
-                {"vggish.handle": bundle["vggish_handle"], "audio.duration_s": bundle["audio"]["duration_s"]}
+def model_extractors(bundle, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[Extractor]:
+    """Rebuild the model's extractors from its recipe; ``overrides`` ({kind: {key: value}}) may
+    only change how a kind is computed, never its values (the fingerprint must match)."""
+    extractors = []
+    for recipe in bundle.extractors:
+        changes = dict((overrides or {}).get(recipe["name"], {}))
+        recipe = {**recipe, "section": {**recipe.get("section", {}), **changes}} if changes else recipe
+        extractor = from_recipe(recipe).resolved()
+        trained = recipe.get("fingerprint")
+        if extractor.fingerprint() != trained:
+            given = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the model's own recipe"
             raise ConfigError(
-                f"The model was trained on {kind} features with other parameters than the current configuration "
-                f"(fingerprint {trained} vs {current.fingerprint}). It was trained with {stored}: set the same "
-                "values (genreflow.toml, --vggish-model or $GENREFLOW_VGGISH_MODEL) or retrain with `genreflow run`.")
+                f"The model was trained on {recipe['name']} features with fingerprint {trained} "
+                f"(parameters {recipe.get('params')}); {given} gives {extractor.fingerprint()} "
+                f"(parameters {extractor.params()}). Pass the same model/precision it was trained with, "
+                "or retrain with `genreflow run`.")
+        extractors.append(extractor)
+    return extractors
 
 
-class FeatureExtractor:
-    """Turns one file into the pooled vector the model expects."""
+class ClipFeatures:
+    """Turns files into the feature rows a model expects (one per clip, or one per segment),
+    from the store when every kind is there."""
 
-    def __init__(self, config: Config, features: str) -> None:
-        self.config = config
-        self.kinds = kinds_for(features)
-        self.model = None
-        if "vggish" in self.kinds:
-            from .vggish import load_model
+    def __init__(self, extractors: list[Extractor], segment_s: float | None = None, threads: int | None = None) -> None:
+        self.extractors = extractors
+        self.segment_s = segment_s
+        self.threads = threads or 1
+        self._states: dict[str, Any] | None = None
 
-            self.model = load_model(config.vggish.handle)
+    @property
+    def states(self) -> dict[str, Any]:
+        """Heavy state (models), loaded on first use: the Ray path never loads it here."""
+        if self._states is None:
+            self._states = {e.name: e.load(self.threads) for e in self.extractors}
+        return self._states
 
-    def vector(self, path: str) -> np.ndarray:
-        from .mfcc import compute_mfcc, valid_frames
-        from .vggish import SAMPLE_RATE, embed_waveform
+    def stored(self, data_dir: str | None, keys: set[str]) -> dict[str, np.ndarray]:
+        """content_hash -> rows, for the keys stored for every kind in ``data_dir``'s store."""
+        from .fs import exists
+        from .pooling import clip_rows
 
-        parts = []
-        for kind in self.kinds:
-            if kind == "mfcc":
-                wave = load_audio(path, sample_rate=self.config.audio.sample_rate, duration_s=self.config.audio.duration_s)
-                array = compute_mfcc(y=wave.samples, sr=wave.sample_rate, config=self.config.mfcc)
-                valid = valid_frames(wave.n_valid, hop_length=self.config.mfcc.hop_length, n_frames=array.shape[1])
-            else:
-                wave = load_audio(path, sample_rate=SAMPLE_RATE, duration_s=self.config.audio.duration_s)
-                array, valid = embed_waveform(self.model, np.clip(wave.samples, -1.0, 1.0), wave.n_valid)
-            frames = frames_of(KINDS[kind], array, *array.shape)
-            parts.append(pool_frames(frames[None], np.array([valid]))[0])
-        return np.concatenate(parts)
+        if not data_dir or not keys:
+            return {}
+        sets = [(e.feature_set(data_dir), e.frame_seconds) for e in self.extractors]
+        if not all(exists(fset.location) for fset, _ in sets):
+            return {}
+        return clip_rows(sets, keys, self.segment_s)
+
+    def rows(self, path: str, stored: Mapping[str, np.ndarray], key: str | None = None) -> tuple[np.ndarray, bool]:
+        """(feature rows [shape=(n_segments or 1, D)], True if they came from the store)."""
+        from .audio import fix_duration, resample
+        from .fs import locate
+        from .readonce import read_and_decode
+        from .segments import KindFrames, combine_kinds
+
+        if key and key in stored:
+            return stored[key], True
+        decoded = read_and_decode(locate(path), duration_s=self.extractors[0].audio.duration_s, expected_hash=key)
+        kinds = []
+        for e in self.extractors:
+            wave = fix_duration(resample(decoded.samples, decoded.sample_rate, e.sample_rate),
+                                sample_rate=e.sample_rate, duration_s=e.audio.duration_s)
+            array, valid = e.compute(self.states[e.name], wave.samples, wave.n_valid)
+            kinds.append(KindFrames(e.kind.frames(array), int(valid), e.frame_seconds))
+        return combine_kinds(kinds, self.segment_s), False
 
 
-def predict_files(paths: list[str], bundle: dict[str, Any], config: Config) -> list[Prediction]:
-    """One Prediction per file; unreadable files get an ``error`` and the others go on."""
-    check_compatible(bundle, config)
-    extractor = FeatureExtractor(config, bundle["features"])
-    pipeline, genres = bundle["pipeline"], bundle["genres"]
-    classes = [genres[int(c)] for c in pipeline.classes_]
-    results = []
-    for path in collect_paths(paths):
+def _hash(path: str) -> str | None:
+    from .fs import locate, sha256_and_size
+
+    try:
+        return sha256_and_size(locate(path))[0]
+    except OSError:
+        return None  # reported with its reason when decoded
+
+
+def hash_all(paths: list[str], workers: int) -> dict[str, str | None]:
+    """sha256 of every file (threads: hashing releases the GIL and is I/O-bound on object stores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return dict(zip(paths, pool.map(_hash, paths)))
+
+
+def clip_probability(bundle, rows: np.ndarray) -> np.ndarray:
+    """A clip's probabilities over the model's classes: the mean over its segments' rows."""
+    return bundle.pipeline.predict_proba(rows).mean(axis=0)
+
+
+def to_prediction(path: str, bundle, proba: np.ndarray, cached: bool = False) -> Prediction:
+    genres = bundle.genres
+    classes = [genres[int(c)] for c in bundle.pipeline.classes_]
+    best = int(np.argmax(proba))
+    probabilities = {g: 0.0 for g in genres}  # a genre absent from train gets 0
+    probabilities.update({c: float(p) for c, p in zip(classes, proba)})
+    return Prediction(path, classes[best], float(proba[best]), probabilities, cached=cached)
+
+
+@dataclass
+class PredictSummary:
+    files: int = 0
+    cached: int = 0
+    computed: int = 0
+    failed: int = 0
+    path: str = ""  # "in-process" or "ray"
+
+    def line(self) -> str:
+        return (f"predict: {self.files} files, {self.computed} computed, {self.cached} from the store, "
+                f"{self.failed} failed ({self.path})")
+
+
+IN_PROCESS_MAX = 8  # up to this many files to compute, one process beats starting Ray
+
+
+def predict_stream(paths: list[str], bundle, extractors: list[Extractor],
+                   emit: Callable[[list[Prediction]], None], *, data_dir: str | None = None,
+                   config: Any = None) -> PredictSummary:
+    """Predict every file, handing results to ``emit`` in batches as soon as they are known:
+    stored features first (from ``data_dir``'s store), then the rest in-process (a handful, or
+    without a ``config``) or through the Ray pipeline with ``config.workers``."""
+    files = collect_paths(paths)
+    summary = PredictSummary(files=len(files))
+    features = ClipFeatures(extractors, bundle.segment_s)
+    workers = config.n_workers if config is not None else 1
+    has_store = bool(data_dir) and any(_exists(e.feature_set(data_dir).location) for e in extractors)
+    keys = hash_all(files, workers) if has_store else {}
+    stored = features.stored(data_dir, {k for k in keys.values() if k}) if has_store else {}
+    hits = [f for f in files if keys.get(f) in stored]
+    if hits:
+        emit([to_prediction(f, bundle, clip_probability(bundle, stored[keys[f]]), cached=True) for f in hits])
+        summary.cached = len(hits)
+    hit_set = set(hits)
+    misses = [f for f in files if f not in hit_set]
+    # the Ray pass pools whole clips; segment models and a handful of files stay in this process
+    small = len(misses) <= IN_PROCESS_MAX or workers <= 1 or bundle.segment_s
+    count = _in_process if small else _with_ray
+    summary.path = "in-process" if count is _in_process else "ray"
+    failed = count(misses, keys, stored, bundle, features, config, emit)
+    summary.failed, summary.computed = failed, len(misses) - failed
+    return summary
+
+
+def _exists(loc) -> bool:
+    from .fs import exists
+
+    return exists(loc)
+
+
+def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
+    failed = 0
+    for path in files:
         try:
-            if not os.path.exists(path):
-                raise AudioDecodeError("no such file")
-            proba = pipeline.predict_proba(extractor.vector(path)[None])[0]
+            rows, _ = features.rows(path, stored, keys.get(path))
+            emit([to_prediction(path, bundle, clip_probability(bundle, rows))])
         except AudioDecodeError as exc:
-            results.append(Prediction(path, error=str(exc)))
-            continue
-        best = int(np.argmax(proba))
-        probabilities = {g: 0.0 for g in genres}  # a genre absent from train gets 0
-        probabilities.update({c: float(p) for c, p in zip(classes, proba)})
-        results.append(Prediction(path, classes[best], float(proba[best]), probabilities))
-    return results
+            emit([Prediction(path, error=str(exc))])
+            failed += 1
+        except (ValueError, RuntimeError) as exc:  # feature maths on odd audio
+            emit([Prediction(path, error=f"feature extraction failed: {exc}")])
+            failed += 1
+    return failed
+
+
+def _with_ray(files, keys, stored, bundle, features, config, emit) -> int:
+    from .pipeline import OK, iter_pooled
+    from .raysession import ray_session
+
+    kinds = ",".join(e.name for e in features.extractors)
+    todo = [{"content_hash": keys.get(f) or "", "relpath": f, "kinds": kinds} for f in files]
+    failed = 0
+    with ray_session(config.address, config.n_workers):
+        for batch in iter_pooled(config, features.extractors, todo):
+            done, rows, results = [], [], []
+            for i, (path, key) in enumerate(zip(batch["relpath"], batch["content_hash"])):
+                parts, error = [], ""
+                for e in features.extractors:
+                    status = batch.get(f"status:{e.name}", np.array([""] * len(batch["relpath"])))[i]
+                    if status == OK:
+                        parts.append(batch[f"pooled:{e.name}"][i])
+                    else:
+                        error = error or str(status) or "not computed"
+                if error:
+                    results.append(Prediction(str(path), error=error))
+                    failed += 1
+                else:
+                    done.append(len(results)), rows.append(np.concatenate(parts)), results.append(None)
+            if rows:
+                for slot, proba in zip(done, bundle.pipeline.predict_proba(np.stack(rows))):
+                    results[slot] = to_prediction(str(batch["relpath"][slot]), bundle, proba)
+            emit(results)
+    return failed
+
+
+def predict_files(paths: list[str], bundle, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                  data_dir: str | None = None) -> list[Prediction]:
+    """Every file's prediction, in-process (the Python API's simple path)."""
+    out: list[Prediction] = []
+    predict_stream(paths, bundle, model_extractors(bundle, overrides), out.extend, data_dir=data_dir)
+    return out

@@ -3,31 +3,67 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from typing import Iterator
+
+from .errors import RayStartError
 
 
 @contextlib.contextmanager
 def ray_session(address: str | None, workers: int) -> Iterator[None]:
     """Join ``address`` (or $RAY_ADDRESS, as set by ``ray job submit``) or start Ray locally
-    with ``workers`` CPUs; a Ray this function started is stopped on exit."""
+    with ``workers`` CPUs; a Ray this function started is stopped on exit.
+
+    A failed start or join (a port another Ray holds, a bad address, refused authentication)
+    raises RayStartError: one line with Ray's reason, its log folder and what to try, instead
+    of Ray's traceback.
+    """
     import ray
 
     if ray.is_initialized():
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        # "local": never attach to a cluster some `ray start` left on this machine
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, **kwargs)
+    from .console import ray_logging_level
+
+    kwargs = {"logging_level": ray_logging_level(), "log_to_driver": True}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            # "local": never attach to a cluster some `ray start` left on this machine
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, OSError...
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # whatever half-started is stopped, so a retry starts clean
+        raise RayStartError(start_failure_message(address, exc)) from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def ray_log_folder() -> str:
+    """Where a local Ray writes its logs: <temp dir>/ray/session_latest/logs ($RAY_TMPDIR moves it)."""
+    try:
+        from ray._common.utils import get_default_ray_temp_dir  # private: may move between versions
+
+        root = get_default_ray_temp_dir()
+    except Exception:  # noqa: BLE001 - fall back to Ray's documented default
+        root = os.path.join(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp", "ray")
+    return os.path.join(root, "session_latest", "logs")
+
+
+def start_failure_message(address: str | None, exc: BaseException) -> str:
+    """One line: what failed, Ray's own first line, where its logs are, what to do."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if address:
+        return (f"Could not join the Ray cluster at {address!r} ({type(exc).__name__}: {reason}). Check the "
+                "address (--address or $RAY_ADDRESS; host:port of the head node, or ray://host:10001), that the "
+                f"cluster runs and accepts this machine; the head node's logs are in {ray_log_folder()} there.")
+    return (f"Could not start a local Ray ({type(exc).__name__}: {reason}). Its logs are in {ray_log_folder()}. "
+            "Another Ray on this machine may hold its ports or files: stop it (`ray stop`), or join it with "
+            "--address, then run the command again (finished work is kept).")
 
 
 def cluster_cpus() -> int:
@@ -35,3 +71,20 @@ def cluster_cpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("CPU", 1))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: its affinity mask (taskset, a container's cpuset),
+    lowered by a cgroup v2 CPU quota (docker --cpus) when one is set; at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)

@@ -15,12 +15,31 @@ def per_genre_table(metrics: dict[str, Any]) -> str:
     return format_table(["genre", "precision", "recall", "f1", "support"], rows)
 
 
-def confusion_text(metrics: dict[str, Any]) -> str:
-    """The confusion matrix as text: rows are true genres, columns predicted (numbered)."""
-    labels = metrics["labels"]
-    headers = ["true \\ predicted"] + [str(i) for i in range(len(labels))]
-    rows = [[f"{i} {g}"] + row for i, (g, row) in enumerate(zip(labels, metrics["confusion_matrix"]))]
-    return format_table(headers, rows)
+def short_names(names: list[str], width: int) -> list[str]:
+    """Genre names cut to ``width`` characters, kept distinct (a digit replaces the end of a clash)."""
+    out: list[str] = []
+    for name in names:
+        short = name if len(name) <= width else name[:width - 1] + "."
+        n = 1
+        while short in out:
+            short = f"{name[:max(1, width - len(str(n)))]}{n}"
+            n += 1
+        out.append(short)
+    return out
+
+
+def confusion_text(metrics: dict[str, Any], max_width: int = 100) -> str:
+    """The confusion matrix as text: rows are true genres, columns the predicted genres by name
+    (abbreviated when the full names would make the table wider than ``max_width``)."""
+    labels = list(metrics["labels"])
+    matrix = metrics["confusion_matrix"]
+    digits = max([len(str(v)) for row in matrix for v in row] + [1])
+    width = max(len(g) for g in labels) if labels else 1
+    row_label = max(len("true \\ predicted"), width)
+    while width > 3 and row_label + (len(labels)) * (max(width, digits) + 2) > max_width:
+        width -= 1
+    headers = ["true \\ predicted"] + short_names(labels, width)
+    return format_table(headers, [[g] + list(row) for g, row in zip(labels, matrix)])
 
 
 def report_text(metrics: dict[str, Any]) -> str:
@@ -31,7 +50,7 @@ def report_text(metrics: dict[str, Any]) -> str:
             f"confusion matrix (rows: true, columns: predicted)\n{confusion_text(metrics)}\n")
 
 
-def confusion_png(metrics: dict[str, Any]) -> bytes:
+def confusion_png(metrics: dict[str, Any], title: str | None = None) -> bytes:
     """A labelled heat map with counts in cells; the figure grows with the number of genres."""
     import matplotlib
 
@@ -47,7 +66,8 @@ def confusion_png(metrics: dict[str, Any]) -> bytes:
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("Predicted genre")
     ax.set_ylabel("True genre")
-    ax.set_title(f"Confusion matrix ({metrics['features']}, accuracy {metrics['accuracy']:.3f}, n={metrics['n_val']})")
+    ax.set_title(title or f"Confusion matrix ({metrics['features']}, accuracy {metrics['accuracy']:.3f}, "
+                          f"n={metrics['n_val']})")
     high = matrix.max() / 2 if matrix.size else 0
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):

@@ -90,6 +90,24 @@ def _place_genre(genre: str, relpaths: list[str], group_of: dict[str, str], in_v
                       "because its files come in large groups of identical copies.", stacklevel=3)
 
 
+def read_splits(data_dir: str) -> dict[str, Any]:
+    """splits.json, checked: ``train``/``val`` lists of relpaths and the ``seed`` that drew them.
+
+    A damaged or incomplete file is one DataError naming it and `genreflow index`, which
+    rewrites it (the split is reproducible from the index and the seed).
+    """
+    from .jsonfiles import list_of_strings, read_json
+    from .layout import Layout
+
+    def check(doc: dict[str, Any]) -> str | None:
+        if not isinstance(doc["seed"], int) or isinstance(doc["seed"], bool):
+            return "'seed' is not an integer"
+        return list_of_strings(doc, "train", "val")
+
+    return read_json(Layout.of(data_dir).splits_json, "splits", f"genreflow index --data-dir {data_dir}",
+                     ("train", "val", "seed"), check=check)
+
+
 def splits_json(splits: dict[str, Any]) -> str:
     """Canonical JSON so the same index and seed give a byte-identical file."""
     return json.dumps(splits, indent=2, sort_keys=True) + "\n"

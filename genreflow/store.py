@@ -18,22 +18,33 @@ from . import __version__
 from .errors import DataError
 from .fingerprint import fingerprint, is_fingerprint, shard_name
 from .fs import Location, atomic_write_bytes, atomic_write_text, exists, list_files, read_text
+from .jsonfiles import read_json
 from .layout import Layout
 
 
 @dataclass(frozen=True)
 class Kind:
-    """How one kind of feature is stored: its value column and the two columns of its shape."""
+    """How one kind of feature is stored: its value column, the two columns of its shape and
+    which of the two stored axes is time (MFCC: (n_mfcc, frames) -> 1; VGGish: (frames, 128) -> 0)."""
 
     name: str
     value_column: str
     shape_columns: tuple[str, str]
+    time_axis: int = 0
+
+    def frames(self, array: np.ndarray) -> np.ndarray:
+        """The stored 2-D array as time-major frames [shape=(T, d)]."""
+        return array.T if self.time_axis == 1 else array
 
 
-KINDS = {
-    "mfcc": Kind("mfcc", "mfcc", ("n_mfcc", "n_frames")),
-    "vggish": Kind("vggish", "embedding", ("n_frames", "embedding_dim")),
-}
+def kind_of(name: str) -> Kind:
+    """The storage layout of a registered extractor, or one clear error naming the choices."""
+    from .features import registered
+
+    extractors = registered()
+    if name not in extractors:
+        raise DataError(f"kind={name!r} is not a feature kind: use one of {', '.join(extractors)}.")
+    return extractors[name].kind
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ class FeatureSet:
     def create(cls, data_dir: str, kind: str, version: int, params: Mapping[str, Any]) -> "FeatureSet":
         fp = fingerprint(kind, version, params)
         loc = Layout.of(data_dir).store.join(kind, fp)
-        return cls(KINDS[kind], fp, {"name": kind, "version": version, "params": dict(params)}, loc)
+        return cls(kind_of(kind), fp, {"name": kind, "version": version, "params": dict(params)}, loc)
 
     def ensure_params_file(self) -> None:
         """Write the human-readable ``_params.json`` once (atomically)."""
@@ -96,7 +107,8 @@ def write_shard(fset: FeatureSet, table, extra_metadata: Mapping[str, str] | Non
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    # page checksums let every reader tell a damaged shard from a good one (genreflow.integrity)
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
     name = shard_name(table.column("content_hash").to_pylist())
     atomic_write_bytes(fset.location.join(name), sink.getvalue().to_pybytes())
     return name
@@ -115,21 +127,55 @@ def _versions() -> dict[str, str]:
 
 
 def read_table(fset: FeatureSet, columns: list[str] | None = None):
-    """All rows of a feature set as one Arrow table, one row per content_hash."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """All rows of a feature set as one Arrow table, one row per content_hash.
 
-    paths = fset.shard_paths()
-    if not paths:
+    Every shard is checked (footer, fingerprint, schema, page checksums of the columns read); a
+    damaged one is moved to ``_quarantine/`` with a warning and its rows are left out, so they
+    count as not stored (``genreflow.integrity``). None when no readable shard is left.
+    """
+    import pyarrow as pa
+
+    from .integrity import read_shard
+
+    tables = [t for t in (read_shard(fset, p, columns) for p in fset.shard_paths()) if t is not None]
+    if not tables:
         return None
-    tables = [pq.read_table(p, columns=columns, filesystem=fset.location.fs) for p in paths]
     table = pa.concat_tables(tables, promote_options="default")
     _, first = np.unique(np.asarray(table.column("content_hash").to_pylist(), dtype=object), return_index=True)
     return table.take(pa.array(np.sort(first)))
 
 
+def iter_batches(fset: FeatureSet, columns: list[str] | None = None, batch_rows: int = 256):
+    """Every row of a feature set, one Arrow record batch at a time, each content_hash once.
+
+    Memory is bounded by one shard (not the feature set), which is what lets training pool
+    100k clips in constant memory. Each shard is checked as it is read (footer, fingerprint,
+    schema, page checksums); a damaged one is quarantined and its rows count as missing.
+    """
+    import pyarrow as pa
+
+    from .integrity import read_shard
+
+    wanted = None if columns is None else list(dict.fromkeys(["content_hash", *columns]))
+    seen: set[str] = set()
+    for path in fset.shard_paths():
+        table = read_shard(fset, path, wanted)
+        if table is None:
+            continue
+        for batch in table.to_batches(max_chunksize=batch_rows):
+            keys = batch.column("content_hash").to_pylist()
+            fresh = [i for i, k in enumerate(keys) if k not in seen]
+            seen.update(keys)
+            if len(fresh) < len(keys):
+                batch = batch.take(pa.array(fresh, pa.int64()))
+            if batch.num_rows:
+                yield batch
+
+
 def stored_keys(fset: FeatureSet) -> set[str]:
-    """The content hashes already in the store (reads one column)."""
+    """The content hashes already in the store (reads one column). A shard cut short or not
+    this folder's is quarantined here; garbage inside a value column is only seen by a full
+    read (read_table, verify_store), which quarantines it then."""
     table = read_table(fset, columns=["content_hash"])
     return set() if table is None else set(table.column("content_hash").to_pylist())
 
@@ -143,28 +189,34 @@ def list_feature_sets(data_dir: str, kind: str) -> list[dict[str, Any]]:
     for info in list_files(root, recursive=False):
         if info.is_dir and is_fingerprint(info.base_name):
             params_file = Location(root.fs, info.path).join("_params.json")
-            params = json.loads(read_text(params_file)) if exists(params_file) else {}
+            params = read_json(params_file, f"the parameters of {kind} feature set {info.base_name}",
+                               f"genreflow features --features {kind} --data-dir {data_dir}") \
+                if exists(params_file) else {}
             found.append({"fingerprint": info.base_name, **params})
     return sorted(found, key=lambda f: f["fingerprint"])
 
 
 def open_feature_set(data_dir: str, kind: str, fingerprint_: str | None = None) -> FeatureSet:
     """The feature set to read: the given fingerprint, or the only one there is."""
-    if kind not in KINDS:
-        raise DataError(f"kind={kind!r} is not a feature kind: use one of {', '.join(KINDS)}.")
+    layout_kind = kind_of(kind)
     sets = list_feature_sets(data_dir, kind)
     if fingerprint_ is None:
         if len(sets) != 1:
             names = ", ".join(s["fingerprint"] for s in sets) or "none"
             raise DataError(f"{len(sets)} {kind} feature sets in {data_dir} ({names}): pass fingerprint=..."
-                            if sets else f"No {kind} features in {data_dir}: run `genreflow features` first.")
+                            if sets else f"No {kind} features in {data_dir}: run `{make_command(kind, data_dir)}` first.")
         fingerprint_ = sets[0]["fingerprint"]
     match = [s for s in sets if s["fingerprint"] == fingerprint_]
     if not match:
         raise DataError(f"No {kind} feature set {fingerprint_!r} in {data_dir}.")
     loc = Layout.of(data_dir).store.join(kind, fingerprint_)
     params = {k: v for k, v in match[0].items() if k != "fingerprint"}
-    return FeatureSet(KINDS[kind], fingerprint_, params, loc)
+    return FeatureSet(layout_kind, fingerprint_, params, loc)
+
+
+def make_command(kind: str, data_dir: str) -> str:
+    """The command that computes ``kind`` for a data folder (for hints in error messages)."""
+    return f"genreflow features --features {kind} --data-dir {data_dir}"
 
 
 def read_features(data_dir: str = "data", kind: str = "mfcc", *, fingerprint: str | None = None,
@@ -177,7 +229,7 @@ def read_features(data_dir: str = "data", kind: str = "mfcc", *, fingerprint: st
     fset = open_feature_set(data_dir, kind, fingerprint)
     table = read_table(fset)
     if table is None:
-        raise DataError(f"The {kind} feature set {fset.fingerprint} is empty: run `genreflow features` first.")
+        raise DataError(f"The {kind} feature set {fset.fingerprint} is empty: run `{make_command(kind, data_dir)}` first.")
     frame = table.to_pandas()
     if not with_index:
         return frame
@@ -203,8 +255,11 @@ def index_frame(data_dir: str):
 
 def feature_array(row: Mapping[str, Any]) -> np.ndarray:
     """Rebuild the 2-D array of one DataFrame row: (n_mfcc, n_frames) or (n_frames, 128)."""
-    for kind in KINDS.values():
+    from .features import registered
+
+    for kind in (e.kind for e in registered().values()):
         if kind.value_column in row:
             rows, cols = kind.shape_columns
             return np.asarray(row[kind.value_column], dtype=np.float32).reshape(int(row[rows]), int(row[cols]))
-    raise DataError("This row holds no feature column (expected 'mfcc' or 'embedding').")
+    columns = ", ".join(repr(e.kind.value_column) for e in registered().values())
+    raise DataError(f"This row holds no feature column (expected one of {columns}).")

@@ -2,7 +2,15 @@
 
 VGGish maps a mono 16 kHz waveform to one 128-d embedding per 0.96 s example
 (96 log-mel frames of 10 ms, no overlap). The model is never trained here; the
-pipeline only needs `load_model` once per actor and `embed_waveform` per clip.
+pipeline only needs `load_model` once per actor and `embed_waveform` per clip (or
+`embed_batch` for several clips in one model call).
+
+Precision: "bf16" turns on TensorFlow's oneDNN auto-mixed-precision graph rewrite
+(convolutions and matmuls in bfloat16, fp32 in and out). That option is global to the
+TensorFlow runtime of a process and is read when a model is *called*, not when it is
+loaded, so one process (one Ray actor) should use one precision; `load_model` returns a
+`VggishModel` that re-asserts its own precision before every call, so two models of
+different precisions in one process still compute as asked (from one thread at a time).
 
 TensorFlow is imported inside the functions that need it, so importing this
 module (and `genreflow --help`) stays instant.
@@ -19,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.errors import ModelLoadError
+from genreflow.errors import ConfigError, ModelLoadError
 
 # tensorflow_hub 0.16.1 has no Kaggle-specific resolver: an http(s) handle goes to
 # HttpCompressedFileResolver, which GETs `<handle>?tf-hub-format=compressed`, follows
@@ -42,15 +50,18 @@ _STFT_HOP = 160  # 10 ms
 _EXAMPLE_FRAMES = 96  # frames per example, and the hop between examples
 _EXAMPLE_HOP_SAMPLES = _EXAMPLE_FRAMES * _STFT_HOP  # 15360 samples = 0.96 s
 
+_BF16_OPTION = "auto_mixed_precision_onednn_bfloat16"
+PRECISIONS = ("fp32", "bf16")
+
 _log = logging.getLogger(__name__)
 
 
 def _tf() -> Any:
     """Import TensorFlow with its C++ chatter turned down (only if the user has not chosen)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from .console import quiet_import
 
-    return tf
+    return quiet_import("tensorflow")
 
 
 def _is_remote(handle: str) -> bool:
@@ -122,46 +133,95 @@ def _cache_hint(handle: str) -> str:
     return ""
 
 
-def load_model(handle: str, threads: int | None = None) -> Any:
+def _onednn_enabled(tf: Any) -> bool:
+    """Whether TensorFlow runs its oneDNN (MKL) passes; without them the bf16 rewrite is
+    silently skipped (measured: TF_ENABLE_ONEDNN_OPTS=0 gives bit-identical fp32 output)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # private module moved: fall back to the switch users flip
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+
+
+def set_precision(precision: str) -> None:
+    """Switch this process's TensorFlow to `precision` ("fp32" or "bf16").
+
+    The grappler option is written only when it differs from the current value, because
+    writing it resets TensorFlow's cached function-call options (about 2 ms per switch).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not valid for the model; use fp32 or bf16 "
+                          "(resolve 'auto' with genreflow.cpuflags.resolve_precision first)")
+    tf = _tf()
+    want = precision == "bf16"
+    if bool(tf.config.optimizer.get_experimental_options().get(_BF16_OPTION, False)) != want:
+        tf.config.optimizer.set_experimental_options({_BF16_OPTION: want})
+
+
+class VggishModel:
+    """A loaded VGGish SavedModel and the precision it computes in.
+
+    TensorFlow reads the bf16 rewrite option at call time (a model loaded under bf16 and
+    called after the option was turned off computes in fp32), so `__call__` sets this model's
+    precision first; a dictionary lookup when nothing changed. Other attributes are those of
+    the underlying `tensorflow_hub.load` object.
+    """
+
+    def __init__(self, model: Any, precision: str) -> None:
+        self.model = model
+        self.precision = precision
+
+    def __call__(self, waveform: Any) -> Any:
+        set_precision(self.precision)
+        return self.model(waveform)
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names not set in __init__
+        if name == "model":  # half-built (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __repr__(self) -> str:
+        return f"VggishModel({self.model!r}, precision={self.precision!r})"
+
+
+def load_model(handle: str, threads: int | None = None, precision: str = "fp32") -> VggishModel:
     """Load VGGish (or any SavedModel with its signature) through `tensorflow_hub.load`.
 
     `handle` is a URL (downloaded once into TFHUB_CACHE_DIR by tensorflow_hub) or a local
     SavedModel folder. Every failure becomes one `ModelLoadError` that names the handle,
     gives the short cause and says how to fix it; a run without network then fails with
     advice instead of a 40-line traceback.
+
+    `precision` is "fp32" or "bf16" (already resolved; see `genreflow.cpuflags`). bf16 is
+    TensorFlow's oneDNN bfloat16 rewrite, set before loading and re-asserted on every call.
+    It needs TensorFlow's oneDNN passes: with them off the rewrite would silently compute
+    fp32, and a feature set labelled bf16 would hold fp32 rows, so that is an error here.
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not valid for the model; use fp32 or bf16")
     if not isinstance(handle, str) or not handle.strip():
         raise ModelLoadError(f"The VGGish model handle must be a non-empty string; got {handle!r}. {_fix_hint()}")
     if threads is not None:
         configure_tf_threads(threads)
     target = handle if _is_remote(handle) else str(_check_local(handle))
     try:
-        _tf()
+        tf = _tf()
         import tensorflow_hub as hub
-
-        return hub.load(target)
+    except Exception as exc:  # a broken install: one line with the cause, as for a bad model
+        raise _load_error(handle, _short_reason(exc)) from exc
+    if precision == "bf16" and not _onednn_enabled(tf):
+        raise ModelLoadError(
+            "precision bf16 needs TensorFlow's oneDNN optimizations, which are off in this process "
+            f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '<unset>')}, or a TensorFlow "
+            "build without oneDNN); unset TF_ENABLE_ONEDNN_OPTS or use precision fp32"
+        )
+    set_precision(precision)
+    try:
+        return VggishModel(hub.load(target), precision)
     except Exception as exc:  # offline, HTTP error, corrupt cache, bad SavedModel...
         reason = _short_reason(exc) + (_cache_hint(handle) if _is_remote(handle) else "")
         raise _load_error(handle, reason) from exc
-
-
-def model_identity(handle: str) -> str:
-    """A string that changes when the model changes, for feature-store fingerprints.
-
-    A URL names a published, immutable model version, so the URL is its identity. A local
-    folder can be overwritten in place, so its identity is the absolute path plus a sha256
-    of saved_model.pb (the graph) and variables/variables.index (which carries a checksum
-    of every weight tensor, so new weights in the same graph change it too).
-    """
-    if _is_remote(handle):
-        return handle
-    path = _check_local(handle).resolve()
-    digest = hashlib.sha256()
-    for name in ("saved_model.pb", "saved_model.pbtxt", "variables/variables.index"):
-        part = path / name
-        if part.is_file():
-            digest.update(name.encode() + b"\0" + part.read_bytes())
-    return f"{path}#sha256={digest.hexdigest()}"
 
 
 def expected_frames(n_samples: int) -> int:
@@ -202,6 +262,29 @@ def _check_waveform(waveform: np.ndarray, n_valid_samples: int | None) -> tuple[
     return wav, int(n_valid_samples)
 
 
+def _model_input(wav: np.ndarray) -> np.ndarray:
+    """Zero-pad a checked waveform to MIN_SAMPLES, so even a short clip gets one row."""
+    return np.pad(wav, (0, MIN_SAMPLES - wav.size)) if wav.size < MIN_SAMPLES else wav
+
+
+def _run_model(model: Any, wav: np.ndarray) -> np.ndarray:
+    """One model call, its output checked to be (N >= 1, 128): a wrong handle fails here."""
+    out = model(wav)
+    shape = tuple(getattr(out, "shape", ())) if hasattr(out, "numpy") else f"a {type(out).__name__}"
+    if not hasattr(out, "numpy") or len(shape) != 2 or shape[1] != EMBEDDING_DIM or shape[0] < 1:
+        raise ModelLoadError(
+            f"The VGGish model returned {shape}, expected a tensor of shape (N, {EMBEDDING_DIM}) "
+            f"with N >= 1, so the handle does not point at VGGish. {_fix_hint()}"
+        )
+    return np.asarray(out.numpy(), dtype=np.float32)
+
+
+def _valid_rows(n_valid: int, rows: int) -> int:
+    """Rows whose example starts inside the first `n_valid` samples, in [1, rows]."""
+    starts_inside = (n_valid - 1) // _EXAMPLE_HOP_SAMPLES + 1
+    return int(min(max(starts_inside, 1), rows))
+
+
 def embed_waveform(
     model: Any, waveform: np.ndarray, n_valid_samples: int | None = None
 ) -> tuple[np.ndarray, int]:
@@ -225,18 +308,47 @@ def embed_waveform(
         describe only padding, and poolers should drop them.
     """
     wav, n_valid = _check_waveform(waveform, n_valid_samples)
-    if wav.size < MIN_SAMPLES:
-        wav = np.pad(wav, (0, MIN_SAMPLES - wav.size))
-    out = model(wav)
-    shape = tuple(getattr(out, "shape", ())) if hasattr(out, "numpy") else f"a {type(out).__name__}"
-    if not hasattr(out, "numpy") or len(shape) != 2 or shape[1] != EMBEDDING_DIM or shape[0] < 1:
+    emb = _run_model(model, _model_input(wav))
+    return emb, _valid_rows(n_valid, emb.shape[0])
+
+
+def embed_batch(
+    model: Any, waveforms: list[np.ndarray], n_valid: list[int | None]
+) -> list[tuple[np.ndarray, int]]:
+    """Embed several clips in ONE model call; each result equals `embed_waveform` of that clip.
+
+    Per-call overhead dominates short clips and bf16, so clips share a call. VGGish's rows
+    depend only on each 0.96 s example's own samples (frame k covers [160k, 160k + 400), an
+    example 96 frames), so each clip is laid out at an example boundary: its first
+    rows * 15360 + 240 samples (all its own rows read, the last frame's window reaching 240
+    samples past its hop), then zeros up to the next boundary. That gap makes one extra
+    example per boundary, which straddles two clips and is dropped: k clips cost k - 1 rows
+    more than k calls. Values match per-clip calls up to float round-off (oneDNN may block a
+    larger batch differently); the result is a list of (embeddings, valid_frames) as
+    `embed_waveform` returns them.
+    """
+    if len(waveforms) != len(n_valid):
+        raise ValueError(f"{len(waveforms)} waveforms but {len(n_valid)} n_valid values; give one per clip")
+    checked = [_check_waveform(w, n) for w, n in zip(waveforms, n_valid)]
+    if not checked:
+        return []
+    parts, spans, offset = [], [], 0
+    for i, (wav, _) in enumerate(checked):
+        wav = _model_input(wav)
+        rows = expected_frames(wav.size)
+        used = rows * _EXAMPLE_HOP_SAMPLES + (_STFT_WINDOW - _STFT_HOP)  # every sample its rows read
+        span = used if i == len(checked) - 1 else (rows + 1) * _EXAMPLE_HOP_SAMPLES
+        parts.append(np.pad(wav[:used], (0, span - used)))
+        spans.append((offset, rows))
+        offset += rows + 1
+    emb = _run_model(model, np.concatenate(parts))
+    expected = offset - 1
+    if emb.shape[0] != expected:
         raise ModelLoadError(
-            f"The VGGish model returned {shape}, expected a tensor of shape (N, {EMBEDDING_DIM}) "
-            f"with N >= 1, so the handle does not point at VGGish. {_fix_hint()}"
+            f"The VGGish model returned {emb.shape[0]} rows for a batch laid out for {expected}; its "
+            f"framing is not VGGish's (0.96 s examples of 96 x 10 ms frames). {_fix_hint()}"
         )
-    emb = np.asarray(out.numpy(), dtype=np.float32)
-    starts_inside = (n_valid - 1) // _EXAMPLE_HOP_SAMPLES + 1
-    return emb, int(min(max(starts_inside, 1), emb.shape[0]))
+    return [(emb[start:start + rows], _valid_rows(n, rows)) for (start, rows), (_, n) in zip(spans, checked)]
 
 
 def check_handle(handle: str) -> str:

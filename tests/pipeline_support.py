@@ -35,3 +35,44 @@ def write_toml(path: Path, duration_s: float = 3.0, **sections: dict) -> Path:
 def config_for(data_dir: Path, duration_s: float = 3.0, **overrides):
     """A Config for ``data_dir`` with a short duration and 2 workers."""
     return load_config(None, {"data_dir": str(data_dir), "workers": 2, "audio.duration_s": duration_s, **overrides})
+
+
+def feature_set_for(config, kind: str = "mfcc"):
+    """The feature set ``kind`` is stored in under ``config`` (as the pipeline resolves it)."""
+    from genreflow.features import build
+
+    return build(kind, config).resolved().feature_set(config.data_dir)
+
+
+def mfcc_feature_set(config):
+    return feature_set_for(config, "mfcc")
+
+
+def extract(config, kinds=("mfcc",), files=None):
+    """Run one pipeline pass for ``kinds`` (Ray must be up unless nothing is pending);
+    returns the reports (one per kind, in ``kinds`` order)."""
+    from genreflow.classifier import extractors_for
+    from genreflow.dataset import read_index
+    from genreflow.pipeline import execute, plan
+
+    files = read_index(config.data_dir)["files"] if files is None else files
+    return execute(config, plan(config, extractors_for(config, "+".join(kinds)), files))
+
+
+def extract_in_process(config, kinds=("mfcc",), rows_per_shard: int = 10_000):
+    """The pipeline's own decode task over every pending file, without Ray (CPU kinds only):
+    the same code writes the same shards, so tests of training need no Ray start."""
+    import numpy as np
+
+    from genreflow.classifier import extractors_for
+    from genreflow.dataset import read_index
+    from genreflow.pipeline import decode_batch, plan
+
+    extractors = extractors_for(config, "+".join(kinds))
+    work = plan(config, extractors, read_index(config.data_dir)["files"])
+    for start in range(0, len(work.todo), rows_per_shard):
+        rows = work.todo[start:start + rows_per_shard]
+        batch = {k: np.array([row[k] for row in rows], dtype=object) for k in ("content_hash", "relpath", "kinds")}
+        decode_batch(batch, data_dir=config.data_dir, duration_s=config.audio.duration_s, cpu=extractors,
+                     cpu_sets=work.fsets, model_rates=[])
+    return work

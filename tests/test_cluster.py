@@ -133,13 +133,21 @@ class RayHead:
     def ray(self, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess:
         return subprocess.run([RAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def submit(self, *entrypoint: str, timeout: float = 180.0) -> tuple[str, subprocess.CompletedProcess]:
+    def submit(self, *entrypoint: str, timeout: float = 180.0, env: dict | None = None
+               ) -> tuple[str, subprocess.CompletedProcess]:
         """`ray job submit` this checkout as the working dir; waits for the job to end."""
         submission_id = f"genreflow-test-{secrets.token_hex(4)}"
-        done = self.ray("job", "submit", "--address", self.address, "--submission-id", submission_id,
-                        "--working-dir", str(REPO), "--runtime-env", str(REPO / "jobs" / "runtime_env.yaml"),
-                        "--", *entrypoint, timeout=timeout)
-        return submission_id, done
+        args = ["job", "submit", "--address", self.address, "--submission-id", submission_id, "--working-dir",
+                str(REPO), "--runtime-env", str(REPO / "jobs" / "runtime_env.yaml"), "--", *entrypoint]
+        if env is None:
+            return submission_id, self.ray(*args, timeout=timeout)
+        return submission_id, subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+    def client_env(self, token: str | None) -> dict:
+        """A laptop's environment: no RAY_* variables but, if given, the token it fetched."""
+        env = {k: v for k, v in self.env.items() if not k.startswith("RAY_")}
+        env["HOME"] = str(self.temp_dir)  # no ~/.ray/auth_token of this machine's user
+        return {**env, "RAY_AUTH_TOKEN": token} if token else env
 
     def status(self, submission_id: str) -> str:
         """The job's final state as the job API reports it, e.g. 'SUCCEEDED'."""
@@ -197,15 +205,23 @@ def test_pipeline_then_train_jobs_on_a_ray_head(ray_head, tmp_path):
     assert (processed / "dataset_index.json").is_file() and (processed / "splits.json").is_file()
     shards = list((processed / "store" / "mfcc").glob("*/part-*.parquet"))
     assert shards and "mfcc [" in done.stdout and "6 computed" in done.stdout
-    assert not (processed / "classifier_model.pkl").exists()  # the pipeline job does not train
+    assert not (processed / "classifier_model.zip").exists()  # the pipeline job does not train
 
     package = uploaded_package(ray_head)
     assert (package / "jobs" / "pipeline.py").is_file() and (package / "genreflow" / "cli.py").is_file()
     assert not (package / ".git").exists() and not (package / "data").exists()
 
-    job, done = ray_head.submit(sys.executable, "jobs/train.py", *common)
+    # the README's token steps: a client without the token is refused; `ray get-auth-token` on
+    # the head prints it, and exported as RAY_AUTH_TOKEN it lets `ray job submit` through
+    refused = subprocess.run([RAY, "job", "list", "--address", ray_head.address], env=ray_head.client_env(None),
+                       capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "auth" in (refused.stdout + refused.stderr).lower()
+    fetched = ray_head.ray("get-auth-token", timeout=60)
+    assert fetched.returncode == 0, fetched.stderr
+    token = fetched.stdout.strip().splitlines()[-1]
+    job, done = ray_head.submit(sys.executable, "jobs/train.py", *common, env=ray_head.client_env(token))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert ray_head.status(job) == "SUCCEEDED"
-    assert (processed / "classifier_model.pkl").is_file() and (processed / "model_meta.json").is_file()
+    assert (processed / "classifier_model.zip").is_file() and (processed / "model_meta.json").is_file()
     metrics = json.loads((processed / "reports" / "metrics.json").read_text())
     assert metrics["features"] == "mfcc" and metrics["n_train"] + metrics["n_val"] == 6

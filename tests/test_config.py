@@ -45,14 +45,28 @@ def test_genreflow_toml_in_the_working_directory_is_found(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize(("toml", "message"), [
     ("wrkers = 2\n", "Unknown configuration key 'wrkers' (= 2): allowed keys are address, audio, batch_size, "
-                     "data_dir, mfcc, split, train, vggish, workers."),
+                     "data_dir, evaluate, mfcc, spectral, split, train, vggish, workers."),
     ("[split]\nsed = 1\n", "Unknown configuration key 'split.sed' (= 1): allowed keys in [split] are seed, "
                            "val_fraction."),
     ("[split]\nseed = \"x\"\n", "split.seed='x' is invalid: must be an integer."),
     ("[split]\nval_fraction = true\n", "split.val_fraction=True is invalid: must be a number."),
     ("[audio]\nsample_rate = 22050.5\n", "audio.sample_rate=22050.5 is invalid: must be an integer."),
-    ("[audio]\nsample_rate = -16000\n", "audio.sample_rate=-16000 is invalid: must be a positive integer (Hz), "
-                                        "e.g. 22050."),
+    ("[audio]\nsample_rate = -16000\n", "audio.sample_rate=-16000 is invalid: must be an integer in "
+                                        "[1000, 384000] (Hz), e.g. 22050."),
+    # issue 15: values that used to break every file, or store NaN, are refused where config is built
+    ("[audio]\nsample_rate = 1000000000000\n", "audio.sample_rate=1000000000000 is invalid: must be an integer "
+                                               "in [1000, 384000] (Hz), e.g. 22050."),
+    ("[mfcc]\nfmax = inf\n", "mfcc.fmax=inf is invalid: must be 0 (= sample_rate/2) or a finite number > fmin."),
+    ("[mfcc]\nn_fft = 1000000000000\n", "mfcc.n_fft=1000000000000 is invalid: must be an integer in [16, 65536]."),
+    ("[mfcc]\nn_mels = 100000000\n", "mfcc.n_mels=100000000 is invalid: must be an integer in [1, 1024]."),
+    ("[mfcc]\nfmin = 1e9\n", "mfcc.fmin=1000000000.0 is invalid: must be below sample_rate/2 = 11025 Hz."),
+    ("[mfcc]\nfmax = 20000.0\n", "mfcc.fmax=20000.0 is invalid: must be 0 or at most sample_rate/2 = 11025 Hz."),
+    ("[audio]\nduration_s = nan\n", "audio.duration_s=nan is invalid: must be in (0, 3600] seconds."),
+    ("[spectral]\nfmin = 3000.0\n", "spectral.fmin=3000.0 is invalid: must be low enough that fmin * 2**(n_bands-1)"
+                                    " = 96000 Hz stays below sample_rate/2 = 11025 Hz (lower fmin or n_bands)."),
+    ("[vggish]\nprecision = \"fp16\"\n", "vggish.precision='fp16' is invalid: must be one of auto, fp32, bf16."),
+    ("[train]\nclassifier = \"knn\"\n", "train.classifier='knn' is invalid: must be one of logreg, svm, mlp, hgb."),
+    ("[train.svm]\nC = -1\n", "train.svm.C=-1 is invalid: must be a float in (0, inf)."),
     ("[split]\nval_fraction = 0\n", "split.val_fraction=0.0 is invalid: must be in the open range (0, 1)."),
     ("[split]\nval_fraction = 1.5\n", "split.val_fraction=1.5 is invalid: must be in the open range (0, 1)."),
     ("split = 3\n", "split=3 is invalid: must be a table (a [split] section)."),
@@ -88,8 +102,8 @@ def test_flags_are_validated_like_toml_values():
     (["--val-fraction", "0"], None, "error: split.val_fraction=0.0 is invalid: must be in the open range (0, 1).\n"),
     (["--workers", "-2"], None, "error: workers=-2 is invalid: must be an integer >= 1 (0 = all CPUs).\n"),
     ([], "colour = 1\n", "error: Unknown configuration key 'colour' (= 1): allowed keys are address, audio, "
-                         "batch_size, data_dir, mfcc, split, train, vggish, workers.\n"),
-    ([], "[audio]\nsample_rate = -1\n", "error: audio.sample_rate=-1 is invalid: must be a positive integer (Hz), "
+                         "batch_size, data_dir, evaluate, mfcc, spectral, split, train, vggish, workers.\n"),
+    ([], "[audio]\nsample_rate = -1\n", "error: audio.sample_rate=-1 is invalid: must be an integer in [1000, 384000] (Hz), "
                                         "e.g. 22050.\n"),
 ])
 def test_cli_config_errors_are_one_line_with_exit_status_2(tmp_path, args, toml, message):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from pipeline_support import config_for
+from pipeline_support import config_for, feature_set_for
 
 from genreflow.audio import load_audio
 from genreflow.commands import run_features_command, run_index_command
-from genreflow.featuresets import vggish_feature_set
 from genreflow.store import feature_array, read_features
 from genreflow.synth import chord, clicks, noise, write_audio
 from genreflow.testing import build_vggish_standin
@@ -60,8 +58,8 @@ def test_embed_is_incremental_and_keyed_by_model(tmp_path, standin_model, ray_lo
     (second,) = run_features_command(config, ["vggish"])
     assert (first.computed, second.computed, second.cached) == (2, 0, 2)
     other_model = str(build_vggish_standin(tmp_path_factory.mktemp("other") / "model", seed=4))
-    other = dataclasses.replace(config, vggish=dataclasses.replace(config.vggish, handle=other_model))
-    assert vggish_feature_set(other).fingerprint != vggish_feature_set(config).fingerprint
+    other = config.with_section("vggish", handle=other_model)
+    assert feature_set_for(other, "vggish").fingerprint != feature_set_for(config, "vggish").fingerprint
     (third,) = run_features_command(other, ["vggish"])
     assert third.computed == 2
     assert len(read_features(str(tmp_path), "vggish", fingerprint=first.fingerprint)) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -11,15 +10,13 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from pipeline_support import config_for, make_tree
+from pipeline_support import config_for, make_tree, mfcc_feature_set
 
 from genreflow.audio import load_audio
 from genreflow.commands import run_features_command, run_index_command
-from genreflow.featuresets import mfcc_feature_set
-from genreflow.mfcc import compute_mfcc, valid_frames
+from genreflow.features.mfcc import compute_mfcc, valid_frames
 from genreflow.store import feature_array, read_features, read_table
 from genreflow.synth import tone, write_audio
 
@@ -79,7 +76,7 @@ def test_incremental_by_content(tmp_path, ray_local):
     assert shards_before <= set(fset.shard_paths())
 
     # a changed MFCC parameter writes a new fingerprint folder beside the old one
-    changed = dataclasses.replace(config, mfcc=dataclasses.replace(config.mfcc, n_mfcc=13))
+    changed = config.with_section("mfcc", n_mfcc=13)
     (other,) = run_features_command(changed, ["mfcc"])
     assert other.computed == 6 and other.fingerprint != fset.fingerprint
     assert shards_before <= set(fset.shard_paths())

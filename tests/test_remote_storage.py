@@ -133,11 +133,11 @@ def test_run_keeps_everything_in_the_bucket(s3, tmp_path):
 
     done = genreflow(args, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "6 computed" in done.stdout and f"s3://{BUCKET}/run/processed/classifier_model.pkl" in done.stdout
+    assert "6 computed" in done.stdout and f"s3://{BUCKET}/run/processed/classifier_model.zip" in done.stdout
     assert "endpoint_override" not in done.stdout  # locations print as s3://bucket/key
 
     keys = s3.keys("run")
-    for name in ("dataset_index.json", "index.parquet", "splits.json", "classifier_model.pkl", "model_meta.json",
+    for name in ("dataset_index.json", "index.parquet", "splits.json", "classifier_model.zip", "model_meta.json",
                  "reports/metrics.json", "reports/confusion_matrix.png"):
         assert f"processed/{name}" in keys, keys
     shards = [k for k in keys if k.startswith("processed/store/mfcc/") and k.endswith(".parquet")]
@@ -153,7 +153,7 @@ def test_run_keeps_everything_in_the_bucket(s3, tmp_path):
     assert pq.read_metadata(shard.path, filesystem=folder.fs).metadata[b"genreflow.fingerprint"] == \
         folder.name.encode()
     assert len(read_features(uri, "mfcc", with_index=True)) == 6
-    assert load_model_bundle(uri.replace("?", "/processed/classifier_model.pkl?"))["features"] == "mfcc"
+    assert load_model_bundle(uri.replace("?", "/processed/classifier_model.zip?")).features == "mfcc"
 
     again = genreflow(args, tmp_path)  # a rerun reuses the bucket's store
     assert again.returncode == 0, again.stderr[-3000:]

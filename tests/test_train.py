@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 
-import joblib
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from pipeline_support import make_tree, write_toml
 
+from genreflow.classifier import load_model_bundle
 from genreflow.cli import main
 from genreflow.pooling import pool_frames
 from genreflow.synth import SYNTH_GENRES, write_audio
@@ -49,9 +49,11 @@ def test_run_writes_model_metrics_and_reports(trained):
     assert all(metrics["per_genre"][g]["support"] == matrix[i].sum() for i, g in enumerate(metrics["labels"]))
     assert (processed / "reports" / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "precision" in (processed / "reports" / "classification_report.txt").read_text()
-    bundle = joblib.load(processed / "classifier_model.pkl")
-    assert bundle["genres"] == metrics["labels"] and bundle["features"] == "mfcc"
-    assert set(bundle["fingerprints"]) == {"mfcc"} and "scikit-learn" in bundle["versions"]
+    bundle = load_model_bundle(str(processed / "classifier_model.zip"))
+    assert bundle.genres == metrics["labels"] and bundle.features == "mfcc"
+    assert set(bundle.fingerprints) == {"mfcc"} and "scikit-learn" in bundle.versions
+    (recipe,) = bundle.extractors
+    assert (recipe["name"], recipe["version"], recipe["params"]["duration_s"]) == ("mfcc", 1, 3.0)
     assert "accuracy:" in output and "confusion matrix" in output
 
 
@@ -86,13 +88,15 @@ def test_predict_formats_and_unreadable_files(trained, tmp_path):
     assert header.split(",")[:3] == ["path", "genre", "probability"] and len(line.split(",")) == 3 + 4 + 1
 
 
-def test_predict_refuses_a_model_trained_on_other_parameters(trained, tmp_path):
+def test_predict_follows_the_model_not_the_current_config(trained, tmp_path):
+    """Issue 11: the model's recipe decides the features; another config changes nothing."""
     root, _, _ = trained
-    other = write_toml(tmp_path / "other.toml", duration_s=3.0, mfcc={"n_mfcc": 13})
-    result = CliRunner().invoke(main, ["predict", str(root / "raw" / "techno" / "clip_0.wav"), "--data-dir",
-                                       str(root), "--config", str(other)])
-    assert result.exit_code == 2
-    assert "other parameters" in result.output and "retrain" in result.output
+    other = write_toml(tmp_path / "other.toml", duration_s=7.0, mfcc={"n_mfcc": 13})
+    clip = str(root / "raw" / "techno" / "clip_0.wav")
+    outputs = [CliRunner().invoke(main, ["predict", clip, "--data-dir", str(root), "--format", "csv", *extra])
+               for extra in ([], ["--config", str(other)])]
+    assert [r.exit_code for r in outputs] == [0, 0], [r.output for r in outputs]
+    assert outputs[0].output == outputs[1].output and "techno" in outputs[0].output
 
 
 def test_train_without_features_says_what_to_run(tmp_path):
@@ -109,7 +113,7 @@ def test_run_stops_on_unloadable_vggish_without_switching_features(tmp_path):
                              "--vggish-model", str(tmp_path / "missing-model")], capture_output=True, text=True)
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert "missing-model" in result.stderr
-    assert not (tmp_path / "processed" / "classifier_model.pkl").exists()
+    assert not (tmp_path / "processed" / "classifier_model.zip").exists()
 
 
 @pytest.mark.slow
@@ -118,7 +122,7 @@ def test_demo_falls_back_to_mfcc_loudly(tmp_path):
                              "--clips-per-genre", "4", "--clip-seconds", "2", "--vggish-model",
                              str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "VGGish is not available" in result.stderr
+    assert "The vggish model is not available" in result.stderr
     metrics = json.loads((tmp_path / "processed" / "reports" / "metrics.json").read_text())
     assert metrics["features"] == "mfcc" and metrics["n_train"] + metrics["n_val"] == 16
     formats = {p.suffix for p in (tmp_path / "raw").rglob("*.*")}
@@ -148,7 +152,7 @@ def test_accuracy_is_high_and_metrics_agree_with_scikit_learn(trained):
     assert metrics["accuracy"] >= 0.9  # 4 separable synthetic classes
     config = load_config(str(toml), {"data_dir": str(root), "train.features": "mfcc"})
     data = load_dataset(config)
-    pipeline = joblib.load(root / "processed" / "classifier_model.pkl")["pipeline"]
+    pipeline = load_model_bundle(str(root / "processed" / "classifier_model.zip")).pipeline
     X, y = data.X[data.is_val], data.y[data.is_val]
     assert metrics["accuracy"] == pytest.approx(accuracy_score(y, pipeline.predict(X)))
     assert metrics["confusion_matrix"] == confusion_matrix(y, pipeline.predict(X), labels=range(4)).tolist()
@@ -164,7 +168,7 @@ def test_saved_model_predicts_a_held_out_file_in_a_fresh_process(trained, tmp_pa
         write_audio(path, genre_clip(genre, 3.0, 22050, seed=999), 22050)
         held_out[str(path)] = genre
     result = subprocess.run([sys.executable, "-m", "genreflow", "predict", *held_out, "--model",
-                             str(root / "processed" / "classifier_model.pkl"), "--config", str(toml),
+                             str(root / "processed" / "classifier_model.zip"), "--config", str(toml),
                              "--format", "json"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     predicted = {row["path"]: row["genre"] for row in json.loads(result.stdout)}

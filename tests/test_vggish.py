@@ -125,21 +125,24 @@ def test_corrupt_hub_cache_entry_is_named(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_model_identity_tracks_graph_and_weights(tmp_path: Path, standin_path: Path) -> None:
     url = "https://example.org/vggish/1"
-    assert vggish.model_identity(url) == url
+    from genreflow.features.vggish import model_identity
+
+    assert model_identity(url) == url
     copy = tmp_path / "copy"
     shutil.copytree(standin_path, copy)
-    first = vggish.model_identity(str(copy))
-    assert first.startswith(str(copy.resolve())) and first == vggish.model_identity(str(copy))
+    first = model_identity(str(copy))
+    assert first.startswith("sha256:") and first == model_identity(str(copy))
+    assert model_identity(str(standin_path)) == first  # a copy elsewhere is the same model
     with open(copy / "saved_model.pb", "ab") as fh:
         fh.write(b"\0")
-    changed_graph = vggish.model_identity(str(copy))
+    changed_graph = model_identity(str(copy))
     assert changed_graph != first
     other = build_vggish_standin(tmp_path / "other", seed=7)
     shutil.rmtree(copy / "variables")
     shutil.copytree(other / "variables", copy / "variables")
-    assert vggish.model_identity(str(copy)) != changed_graph
+    assert model_identity(str(copy)) != changed_graph
     with pytest.raises(ModelLoadError):
-        vggish.model_identity(str(tmp_path / "missing"))
+        model_identity(str(tmp_path / "missing"))
 
 
 @pytest.mark.parametrize("n", [1, 15599, 15600, 30959, 30960, 31040, 16000 * 7 + 123, 480000])

@@ -1,0 +1,118 @@
+"""What every extractor is: a small object the pipeline, store, trainer and predictor all share.
+
+An extractor names itself, carries a version bumped when its values change, owns one config
+section (a frozen dataclass), says which sample rate it needs and which parameters enter its
+fingerprint, loads heavy state once per worker (``load``) and computes one clip purely
+(``compute``). Nothing outside ``genreflow/features/`` switches on an extractor's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..config import AudioConfig
+from ..fingerprint import fingerprint
+from ..store import FeatureSet, Kind
+
+
+class Extractor:
+    """Base class; subclasses set the class attributes and implement ``compute``.
+
+    Attributes
+    ----------
+    name : the kind's name, the store folder and the ``--features`` word
+    version : bump when stored values change for the same parameters
+    config_class : frozen dataclass of the ``[name]`` config section
+    kind : how the array is stored (value column, shape columns, time axis)
+    uses_model : True for heavy models; they run in Ray actors fed the decoded signal,
+        CPU extractors run inside the decode task
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    config_class: ClassVar[type]
+    kind: ClassVar[Kind]
+    uses_model: ClassVar[bool] = False
+
+    def __init__(self, section: Any, audio: AudioConfig) -> None:
+        self.config = section
+        self.audio = audio
+
+    # --- what the pipeline needs -------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        """The rate ``compute`` expects; the pipeline resamples the one decode to it."""
+        return self.audio.sample_rate
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds between two frames (the time axis), for segment-level pooling."""
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """Every parameter that changes the stored values (they make the fingerprint)."""
+        return {"sample_rate": self.sample_rate, "duration_s": self.audio.duration_s,
+                **dataclasses.asdict(self.config)}
+
+    def resolved(self) -> "Extractor":
+        """The extractor with choices like ``auto`` fixed, once, in the driver."""
+        return self
+
+    def check(self) -> None:
+        """Fail fast in the driver (before Ray starts), e.g. a model that cannot be found."""
+
+    def load(self, threads: int) -> Any:
+        """Heavy state (a model), built once per worker or actor; None for plain maths."""
+        return None
+
+    def compute(self, state: Any, waveform: np.ndarray, n_valid: int) -> tuple[np.ndarray, int]:
+        """One clip [shape=(n,)] at ``sample_rate`` -> (2-D float32 array as stored, valid frames)."""
+        raise NotImplementedError
+
+    def compute_many(self, state: Any, waveforms: list[np.ndarray], n_valid: list[int]) -> list[tuple[np.ndarray, int]]:
+        """Several clips at once; models override this to share one call among them."""
+        return [self.compute(state, w, n) for w, n in zip(waveforms, n_valid)]
+
+    # --- derived --------------------------------------------------------------------------
+    def feature_set(self, data_dir: str) -> FeatureSet:
+        return FeatureSet.create(data_dir, self.name, self.version, self.params())
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.name, self.version, self.params())
+
+    def recipe(self) -> dict[str, Any]:
+        """What a saved model needs to rebuild this extractor anywhere, with no config."""
+        return {"name": self.name, "version": self.version, "section": dataclasses.asdict(self.config),
+                "audio": dataclasses.asdict(self.audio), "params": self.params(),
+                "fingerprint": self.fingerprint()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r}, {self.audio!r})"
+
+
+def valid_frames(n_valid_samples: int, *, hop_length: int, n_frames: int) -> int:
+    """Frames whose centre lies on real audio (not padding); at least 1 so pooling has data."""
+    return int(min(n_frames, max(1, math.ceil(n_valid_samples / hop_length))))
+
+
+class HopExtractor(Extractor):
+    """librosa-style kinds: centred frames ``hop_length`` samples apart, stored (rows, frames).
+
+    Subclasses give their section a ``hop_length`` and implement ``frames_of``.
+    """
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.config.hop_length / self.sample_rate
+
+    def frames_of(self, waveform: np.ndarray) -> np.ndarray:
+        """[shape=(rows, 1 + len(waveform) // hop_length), float32]."""
+        raise NotImplementedError
+
+    def compute(self, state: Any, waveform: np.ndarray, n_valid: int) -> tuple[np.ndarray, int]:
+        array = self.frames_of(waveform)
+        return array, valid_frames(n_valid, hop_length=self.config.hop_length, n_frames=array.shape[1])

@@ -1,0 +1,275 @@
+"""A damaged feature store heals: bad shards are moved aside, their rows recomputed.
+
+Shards are written with Parquet page checksums (CRC32 of every page). A shard is *damaged*
+when its bytes cannot be parsed (cut short: no footer; garbage: a failed checksum, a broken
+page or footer) or when its footer says it is not its folder's (another fingerprint, or a
+schema without the kind's columns and types). ``read_shard`` moves such a shard into the
+feature-set folder's ``_quarantine/`` (never deletes it), with a ``.reason.txt`` beside it,
+warns once (QuarantineWarning, one line naming it) and returns None, so its keys count as not
+stored and the next extraction recomputes them.
+
+What each reader can see: every read checks the footer (truncation, fingerprint, schema) and
+verifies the checksums of the pages it reads. ``stored_keys`` reads only the key column, so
+garbage inside a value column is found by the first full read (``read_table``, training, or
+``verify_store``), which quarantines the shard; the rows are then missing and the next
+``genreflow features`` recomputes them. I/O errors (permissions, a network hiccup) are told
+apart from damage by re-reading the whole file: if the bytes cannot be fetched the error is
+raised as is, and nothing is moved.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from .fs import Location, atomic_write_text, exists, list_files, makedirs, read_bytes, remove_stale_temps_tree
+
+QUARANTINE = "_quarantine"
+FINGERPRINT_KEY = b"genreflow.fingerprint"
+
+
+class QuarantineWarning(UserWarning):
+    """A damaged shard was moved to ``_quarantine/``; its rows will be recomputed."""
+
+
+class _Mismatch(Exception):
+    """The shard parses but is not its folder's (fingerprint or schema)."""
+
+
+@dataclass(frozen=True)
+class ShardIssue:
+    """One shard moved aside: where it was, why, and where it is now."""
+
+    shard: str
+    reason: str
+    moved_to: str
+
+
+def expected_columns(kind: Any) -> dict[str, str]:
+    """Column name -> Arrow type name every shard of ``kind`` must hold."""
+    rows, cols = kind.shape_columns
+    return {"content_hash": "string", kind.value_column: "list<float>", rows: "int32", cols: "int32",
+            "valid_frames": "int32"}
+
+
+def footer_problem(fset: Any, schema: Any) -> str | None:
+    """Why a shard's footer (Arrow schema + metadata) does not belong in ``fset``'s folder."""
+    import pyarrow as pa
+
+    recorded = (schema.metadata or {}).get(FINGERPRINT_KEY)
+    if recorded is None:
+        return "it records no genreflow fingerprint"
+    if recorded.decode("utf-8", "replace") != fset.fingerprint:
+        return f"it records fingerprint {recorded.decode('utf-8', 'replace')}, not this folder's {fset.fingerprint}"
+    for name, wanted in expected_columns(fset.kind).items():
+        index = schema.get_field_index(name)
+        if index < 0:
+            return f"it has no {name!r} column"
+        found = schema.field(index).type
+        if pa.types.is_list(found) or pa.types.is_large_list(found):
+            found_name = f"list<{found.value_type}>"
+        else:
+            found_name = str(found)
+        if found_name != wanted:
+            return f"its {name!r} column is {found_name}, not {wanted}"
+    return None
+
+
+def _parse(fset: Any, source: Any, columns: list[str] | None):
+    """Footer check, then the wanted columns with every page's checksum verified."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source, page_checksum_verification=True)
+    problem = footer_problem(fset, parquet.schema_arrow)
+    if problem:
+        raise _Mismatch(problem)
+    return parquet.read(columns=columns)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _Mismatch):
+        return str(exc)
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"unreadable: {text.split('. ')[0].rstrip('.')}"  # pyarrow's first sentence says it
+
+
+def read_shard(fset: Any, path: str, columns: list[str] | None = None):
+    """One shard as an Arrow table, or None when it is damaged (then quarantined, with one
+    QuarantineWarning) or gone.
+
+    ``columns`` None reads (and checksums) everything; a subset checks the footer and those
+    columns' pages only. Raises OSError when the file cannot be read at all (not damage).
+    """
+    return check_shard(fset, path, columns)[0]
+
+
+def check_shard(fset: Any, path: str, columns: list[str] | None = None, *,
+                warn: bool = True) -> tuple[Any, ShardIssue | None]:
+    """(table, None) for a good shard; (None, issue) for one moved aside now; (None, None)
+    for one that vanished (another reader moved it first)."""
+    import pyarrow as pa
+
+    fs = fset.location.fs
+    identity = _identity(fset.location, path)
+    try:
+        with fs.open_input_file(path) as handle:
+            return _parse(fset, handle, columns), None
+    except FileNotFoundError:
+        return None, None
+    except _Mismatch as exc:
+        problem = _describe(exc)
+    except Exception:  # noqa: BLE001 - damage or I/O: decided below by re-reading from memory
+        try:
+            data = read_bytes(Location(fs, path))
+        except FileNotFoundError:
+            return None, None
+        try:
+            return _parse(fset, pa.BufferReader(data), columns), None  # the first error was transient
+        except Exception as exc:  # noqa: BLE001 - the bytes are here and do not parse: damage
+            problem = _describe(exc)
+    return None, quarantine(fset, path, problem, identity, warn=warn)
+
+
+def _identity(loc: Location, path: str) -> tuple[int, int] | None:
+    """(device, inode) of a local shard, so a shard rewritten meanwhile is not moved by mistake."""
+    if not loc.local:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def quarantine(fset: Any, path: str, reason: str, identity: tuple[int, int] | None = None, *,
+               warn: bool = True) -> ShardIssue | None:
+    """Move ``path`` into the folder's ``_quarantine/`` with its reason; warn once (unless
+    ``warn`` is false). Returns None when another process moved (or rewrote) it first."""
+    folder = fset.location.join(QUARANTINE)
+    makedirs(folder)
+    name = posixpath.basename(path)
+    target, n = folder.join(name), 1
+    while exists(target):
+        target, n = folder.join(f"{name[:-len('.parquet')]}.{n}.parquet"), n + 1
+    try:
+        if fset.location.local:
+            if identity is not None and _identity(fset.location, path) != identity:
+                return None
+            os.replace(path, target.path)
+        else:
+            fset.location.fs.move(path, target.path)
+    except FileNotFoundError:
+        return None
+    atomic_write_text(Location(target.fs, target.path + ".reason.txt"), reason + "\n")
+    issue = ShardIssue(str(Location(target.fs, path)), reason, str(target))
+    if warn:
+        warnings.warn(f"moved damaged shard {issue.shard} to {issue.moved_to} ({reason}); its rows count as not "
+                      "stored, and the next `genreflow features` recomputes them.", QuarantineWarning, stacklevel=4)
+    return issue
+
+
+@dataclass
+class FeatureSetCheck:
+    """What ``verify_store`` found in one fingerprint folder."""
+
+    kind: str
+    fingerprint: str
+    shards: int = 0
+    rows: int = 0
+    quarantined: list[ShardIssue] = field(default_factory=list)
+    already_quarantined: int = 0
+
+    def line(self) -> str:
+        bad = f", {len(self.quarantined)} damaged shard(s) moved to {QUARANTINE}/" if self.quarantined else ""
+        old = f", {self.already_quarantined} shard(s) in {QUARANTINE}/ from earlier" if self.already_quarantined else ""
+        return f"{self.kind} {self.fingerprint}: {self.shards} shard(s), {self.rows} row(s) verified{bad}{old}"
+
+
+@dataclass
+class StoreReport:
+    """Result of ``verify_store``: one check per feature set, plus what was skipped."""
+
+    data_dir: str
+    feature_sets: list[FeatureSetCheck] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    temps_removed: int = 0
+
+    @property
+    def quarantined(self) -> list[ShardIssue]:
+        return [issue for check in self.feature_sets for issue in check.quarantined]
+
+    @property
+    def ok(self) -> bool:
+        """True when every shard read back whole (nothing was moved this time)."""
+        return not self.quarantined
+
+    def lines(self) -> list[str]:
+        """The report as console lines (the `genreflow verify` output)."""
+        out = [check.line() for check in self.feature_sets] or [f"feature store of {self.data_dir}: empty"]
+        out += [f"  moved {issue.shard} -> {issue.moved_to}: {issue.reason}" for issue in self.quarantined]
+        out += [f"skipped {note}" for note in self.skipped]
+        if self.temps_removed:
+            out.append(f"removed {self.temps_removed} temp file(s) left by killed runs")
+        if self.ok:
+            out.append("store OK")
+        else:
+            from .store import make_command
+
+            kinds = sorted({check.kind for check in self.feature_sets if check.quarantined})
+            commands = " and ".join(f"`{make_command(kind, self.data_dir)}`" for kind in kinds)
+            out.append(f"{len(self.quarantined)} damaged shard(s) quarantined: run {commands} to recompute their rows")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def verify_store(data_dir: str) -> StoreReport:
+    """Read every shard of every feature set in full (checksums included) and quarantine the
+    damaged ones; also removes temp files of dead writers. Safe to run beside other commands."""
+    from .errors import DataError
+    from .layout import Layout
+    from .store import list_feature_sets, open_feature_set
+
+    store = Layout.of(data_dir).store
+    report = StoreReport(data_dir)
+    if not exists(store):
+        return report
+    report.temps_removed = remove_stale_temps_tree(store)
+    for kind_dir in sorted(list_files(store, recursive=False), key=lambda e: e.path):
+        if not kind_dir.is_dir or kind_dir.base_name.startswith((".", "_")):
+            continue
+        try:
+            entries = list_feature_sets(data_dir, kind_dir.base_name)
+        except ValueError as exc:  # a damaged _params.json
+            report.skipped.append(f"{kind_dir.path}: {exc}")
+            continue
+        for entry in entries:
+            try:
+                fset = open_feature_set(data_dir, kind_dir.base_name, entry["fingerprint"])
+            except DataError as exc:  # a kind this genreflow does not know
+                report.skipped.append(f"{kind_dir.path}/{entry['fingerprint']}: {exc}")
+                continue
+            report.feature_sets.append(_verify_feature_set(fset))
+    return report
+
+
+def _verify_feature_set(fset: Any) -> FeatureSetCheck:
+    """Read every shard of one feature set fully; issues go into the report, not warnings."""
+    check = FeatureSetCheck(fset.kind.name, fset.fingerprint)
+    for path in fset.shard_paths():
+        check.shards += 1
+        table, issue = check_shard(fset, path, warn=False)
+        if table is not None:
+            check.rows += table.num_rows
+        if issue is not None:
+            check.quarantined.append(issue)
+    folder = fset.location.join(QUARANTINE)
+    moved = {posixpath.basename(issue.moved_to) for issue in check.quarantined}
+    if exists(folder):
+        check.already_quarantined = sum(1 for e in list_files(folder, recursive=False)
+                                        if e.base_name.endswith(".parquet") and e.base_name not in moved)
+    return check

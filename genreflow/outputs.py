@@ -1,0 +1,91 @@
+"""Prediction results as they come: CSV, JSON Lines or Parquet files, and console formats.
+
+CSV and JSON Lines are appended and flushed row batch by row batch, so a killed ``predict``
+leaves a readable prefix. Parquet cannot be read without its footer, so its rows stream into
+``<out>.partial.jsonl`` first and become the Parquet file (atomically) when the run ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import asdict
+from typing import Any, Iterable, Sequence
+
+from .errors import ConfigError
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def row_of(prediction, genres: Sequence[str]) -> dict[str, Any]:
+    """One flat row: path, genre, probability, one column per genre, error, cached."""
+    ok = not prediction.error
+    return {"path": prediction.path, "genre": prediction.genre if ok else "",
+            "probability": round(prediction.probability, 6) if ok else None,
+            **{g: round(prediction.probabilities.get(g, 0.0), 6) if ok else None for g in genres},
+            "error": prediction.error, "cached": prediction.cached}
+
+
+class ResultWriter:
+    """Streams prediction rows to ``path`` (format from its extension)."""
+
+    def __init__(self, path: str, genres: Sequence[str]) -> None:
+        fmt = FORMATS.get(os.path.splitext(path)[1].lower())
+        if fmt is None:
+            raise ConfigError(f"--out={path!r} is invalid: must end in .csv, .jsonl or .parquet.")
+        self.path, self.fmt, self.genres = path, fmt, list(genres)
+        self.stream_path = path + ".partial.jsonl" if fmt == "parquet" else path
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"--out={path!r} is invalid: the folder {parent} does not exist.")
+        self._handle = open(self.stream_path, "w", newline="", encoding="utf-8")
+        self._csv = None
+        if fmt == "csv":
+            self._csv = csv.DictWriter(self._handle, fieldnames=["path", "genre", "probability", *self.genres,
+                                                                  "error", "cached"])
+            self._csv.writeheader()
+        self.rows = 0
+
+    def write(self, predictions: Iterable) -> None:
+        for p in predictions:
+            row = row_of(p, self.genres)
+            if self._csv is not None:
+                self._csv.writerow(row)
+            else:
+                self._handle.write(json.dumps(row) + "\n")
+            self.rows += 1
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+        if self.fmt == "parquet":
+            import pandas as pd
+
+            from .fs import atomic_write_bytes, locate
+
+            frame = pd.read_json(self.stream_path, lines=True, dtype=False) if self.rows else \
+                pd.DataFrame(columns=["path", "genre", "probability", *self.genres, "error", "cached"])
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            atomic_write_bytes(locate(self.path), buffer.getvalue())
+            os.unlink(self.stream_path)
+
+
+def format_predictions(results: list, genres: list[str], fmt: str) -> str:
+    """table (top genre), csv (one probability column per genre) or json (a list of objects)."""
+    from .tables import format_table
+
+    if fmt == "json":
+        return json.dumps([asdict(r) for r in results], indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["path", "genre", "probability", *genres, "error"])
+        for r in results:
+            writer.writerow([r.path, r.genre, f"{r.probability:.6f}" if not r.error else "",
+                             *(f"{r.probabilities[g]:.6f}" if not r.error else "" for g in genres), r.error])
+        return out.getvalue().rstrip("\n")
+    rows = [[r.path, r.genre or "-", r.probability if not r.error else "-", r.error] for r in results]
+    return format_table(["file", "genre", "probability", "error"], rows)

@@ -1,0 +1,147 @@
+"""Read each audio file once: the bytes the decoder sees are the bytes that were hashed.
+
+A file rewritten between "hash it" and "decode it" used to get the new audio stored under the
+old content key. Here a ``HashingReader`` sits under the decoder: every byte it hands out has
+passed through the sha256 first, in file order, and after decoding the rest of the file is
+drained through the same hasher. The digest is checked *after* decoding, so what is stored is
+always what was hashed, for files of any size and on object stores alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import decode_mono
+from .errors import AudioDecodeError
+from .fs import Location, not_regular_reason
+
+CHUNK = 1 << 20
+HEAD_KEEP = 64 << 20  # the start of a file stays readable (decoders return to their header)
+WINDOW = 8 << 20  # and so does the most recent part hashed (sequential reads, tail lookups)
+
+
+class HashingReader(io.RawIOBase):
+    """A seekable, read-only view of a sequential stream that hashes every byte once, in order.
+
+    Reads ahead of what was hashed pull the gap through the hasher; reads behind it are served
+    from the kept head (first HEAD_KEEP bytes) or the recent window. A decoder that jumps back
+    further than that gets an AudioDecodeError rather than unverified bytes.
+    """
+
+    def __init__(self, stream, size: int) -> None:
+        super().__init__()
+        self._src, self._size = stream, size
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self._head = bytearray()
+        self._window, self._window_start = bytearray(), 0
+        self._pos = 0
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def _advance(self, target: int) -> None:
+        """Hash the stream up to ``target`` (or its end), keeping head and window."""
+        while self._hashed < target and not self._eof:
+            chunk = self._src.read(CHUNK)
+            if not chunk:
+                self._eof = True
+                break
+            self._digest.update(chunk)
+            if self._hashed < HEAD_KEEP:
+                self._head += chunk[:HEAD_KEEP - self._hashed]
+            self._window += chunk
+            self._hashed += len(chunk)
+            excess = len(self._window) - WINDOW
+            if excess > 0:
+                del self._window[:excess]
+                self._window_start += excess
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
+        if self._pos >= end:
+            return b""
+        self._advance(end)
+        end = min(end, self._hashed)
+        out = bytearray()
+        if self._pos < len(self._head):
+            out += self._head[self._pos:min(end, len(self._head))]
+        start = self._pos + len(out)
+        if start < end:
+            if start < self._window_start:
+                raise AudioDecodeError("the decoder went back further than genreflow keeps while hashing "
+                                       "(an unusual file layout): re-encode the file")
+            out += self._window[start - self._window_start:end - self._window_start]
+        self._pos += len(out)
+        return bytes(out)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def finish(self) -> tuple[str, int]:
+        """Drain the rest of the file through the hasher; (sha256 hex, bytes hashed)."""
+        while not self._eof:
+            self._advance(self._hashed + 64 * CHUNK)
+        return self._digest.hexdigest(), self._hashed
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One file decoded once at its own rate (mono), with the sha256 of exactly those bytes."""
+
+    samples: np.ndarray
+    sample_rate: int
+    content_hash: str
+
+
+def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | None = None) -> Decoded:
+    """Hash and decode a file in one read; raise AudioDecodeError if its content is not
+    ``expected_hash`` (it changed since it was indexed) or it cannot be used."""
+    from pyarrow.fs import FileType
+
+    try:
+        info = loc.fs.get_file_info(loc.path)
+        if info.type == FileType.NotFound:
+            raise FileNotFoundError(loc.path)
+        if info.type == FileType.Directory:
+            raise AudioDecodeError("is a folder, not an audio file")
+        reason = not_regular_reason(loc) if loc.local else None
+        if reason or info.type != FileType.File:
+            raise AudioDecodeError(reason or "not a regular file: skipped unopened")
+        with loc.fs.open_input_stream(loc.path) as stream:
+            reader = HashingReader(stream, int(info.size or 0))
+            try:
+                samples, sample_rate = decode_mono(reader, duration_s=duration_s)
+            except AudioDecodeError:
+                if expected_hash is not None and reader.finish()[0] != expected_hash:
+                    raise AudioDecodeError("changed since `genreflow index` (content hash differs): re-run it") \
+                        from None
+                raise
+            digest, _ = reader.finish()
+    except FileNotFoundError:
+        raise AudioDecodeError("deleted since `genreflow index`: re-run it" if expected_hash else "no such file") from None
+    except IsADirectoryError:
+        raise AudioDecodeError("is a folder, not an audio file") from None
+    except OSError as exc:
+        raise AudioDecodeError(f"unreadable: {exc.strerror or exc}") from None
+    if expected_hash is not None and digest != expected_hash:
+        raise AudioDecodeError("changed since `genreflow index` (content hash differs): re-run it")
+    return Decoded(samples, sample_rate, digest)

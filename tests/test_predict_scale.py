@@ -1,0 +1,125 @@
+"""Issue 13: constant-memory training, prediction at scale (streamed output, store reuse, Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from pipeline_support import config_for, extract_in_process, make_tree, write_toml
+
+from genreflow.cli import main
+from genreflow.commands import run_index_command
+from genreflow.synth import SYNTH_GENRES, genre_clip, write_audio
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An MFCC model over 2 genres x 6 clips of 2 s (store filled without Ray)."""
+    root = tmp_path_factory.mktemp("scale")
+    make_tree(root, per_genre=6, seconds=2.0, genres=SYNTH_GENRES[:2])
+    toml = write_toml(root / "genreflow.toml", duration_s=2.0)
+    run_index_command(config_for(root, 2.0))
+    extract_in_process(config_for(root, 2.0))
+    result = CliRunner().invoke(main, ["train", "--data-dir", str(root), "--config", str(toml), "--features", "mfcc"])
+    assert result.exit_code == 0, result.output
+    return root, toml
+
+
+def new_clips(folder: Path, n: int, seconds: float = 2.0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_audio(folder / f"new_{i:03d}.wav", genre_clip(SYNTH_GENRES[i % 2], seconds, 22050, seed=500 + i),
+                        22050) for i in range(n)]
+
+
+def test_training_on_many_shards_equals_training_on_one(tmp_path):
+    from genreflow.classifier import fit, load_dataset
+
+    import shutil
+
+    make_tree(tmp_path / "source", per_genre=5, seconds=1.0, genres=SYNTH_GENRES[:3])
+    models = []
+    for rows_per_shard in (1000, 2):
+        root = tmp_path / f"r{rows_per_shard}"
+        shutil.copytree(tmp_path / "source", root)  # the same bytes (Ogg serial numbers are random)
+        config = config_for(root, 1.0, **{"train.features": "mfcc"})
+        run_index_command(config)
+        extract_in_process(config, rows_per_shard=rows_per_shard)
+        shards = list((root / "processed" / "store" / "mfcc").glob("*/part-*.parquet"))
+        assert len(shards) == (1 if rows_per_shard == 1000 else 8)
+        data = load_dataset(config)
+        assert data.X.dtype == np.float32
+        models.append((data, fit(data, config)[0]))
+    (a, ma), (b, mb) = models
+    assert a.relpaths == b.relpaths and np.array_equal(a.X, b.X) and np.array_equal(a.is_val, b.is_val)
+    assert np.array_equal(ma[-1].coef_, mb[-1].coef_)
+
+
+def test_predict_streams_one_row_per_input_with_errors_and_reuses_the_store(trained, tmp_path):
+    root, toml = trained
+    stored = sorted((root / "raw" / SYNTH_GENRES[0]).glob("clip_*"))[:3]  # indexed: features in the store
+    fresh = new_clips(tmp_path / "new", 2)
+    garbage = tmp_path / "new" / "garbage.wav"
+    garbage.write_bytes(b"this is not audio" * 100)
+    missing = tmp_path / "new" / "missing.flac"
+    out = tmp_path / "predictions.csv"
+    result = CliRunner().invoke(main, ["predict", *map(str, stored + fresh + [garbage, missing]), "--data-dir",
+                                       str(root), "--config", str(toml), "--out", str(out)])
+    assert result.exit_code == 1  # some inputs could not be read
+    assert "7 files, 2 computed, 3 from the store, 2 failed" in result.output
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert len(frame) == 7 and list(frame.columns[:3]) == ["path", "genre", "probability"]
+    assert set(SYNTH_GENRES[:2]) <= set(frame.columns)
+    errors = dict(zip(frame.path, frame.error))
+    assert "not a decodable audio file" in errors[str(garbage)] and errors[str(missing)] == "no such file"
+    assert all(frame[frame.path == str(p)].cached.iloc[0] in (True, "True") for p in stored)
+    ok = frame[frame.error == ""]
+    assert len(ok) == 5 and np.allclose(ok[list(SYNTH_GENRES[:2])].astype(float).sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_killed_predict_leaves_a_readable_prefix(trained, tmp_path, suffix):
+    root, toml = trained
+    folder = tmp_path / "many"
+    new_clips(folder, 40, seconds=2.0)
+    out = tmp_path / f"out{suffix}"
+    proc = subprocess.Popen([sys.executable, "-m", "genreflow", "predict", str(folder), "--model",
+                             str(root / "processed" / "classifier_model.zip"), "--workers", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    frame = pd.read_csv(out) if suffix == ".csv" else pd.read_json(out, lines=True)
+    assert 3 <= len(frame) < 40 and frame.path.str.endswith(".wav").all() and frame.genre.notna().all()
+
+
+@pytest.mark.slow
+def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_local):
+    root, toml = trained
+    folder = tmp_path / "batch"
+    new_clips(folder, 12)
+    runner = CliRunner()
+    outputs = {}
+    for workers in ("1", "2"):
+        result = runner.invoke(main, ["predict", str(folder), "--model", str(root / "processed" / "classifier_model.zip"),
+                                      "--workers", workers, "--format", "json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert ("(ray)" if workers == "2" else "(in-process)") in result.output
+        outputs[workers] = {r["path"]: r for r in json.loads(result.stdout)}
+    assert outputs["1"].keys() == outputs["2"].keys() and len(outputs["1"]) == 12
+    for path, row in outputs["1"].items():
+        other = outputs["2"][path]
+        assert row["genre"] == other["genre"]
+        assert row["probabilities"] == pytest.approx(other["probabilities"], abs=1e-5)
