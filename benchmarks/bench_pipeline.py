@@ -3,11 +3,18 @@
 Four ways of turning the same clips into MFCCs + VGGish embeddings, measured side by side in
 one run, alternating and repeated (the report gives medians):
 
-- plain: the loop a user writes without genreflow (plain_loop.py), as a fresh process;
+- plain: the loop a user writes without genreflow (plain_loop.py), as a fresh process; "plain
+  loop bf16" is the same script with TensorFlow's one bf16 option added (the fair peer);
 - genreflow cold: ``genreflow run --features vggish`` on a fresh data folder (empty store),
   ``--workers`` = the machine's CPUs (or each value of a ``--workers`` sweep);
 - genreflow warm: the same command again, everything cached;
-- limit: the same model on pre-decoded inputs in large batches, no I/O (model_limit.py).
+- limit: the same model on pre-decoded inputs in large batches, no I/O (model_limit.py), in
+  fp32 and in bf16 ("limit bf16").
+
+Every row records its precision. bf16 is fast only where the CPU multiplies bf16 in hardware
+(amx_bf16 / avx512_bf16 flags, printed first and stored in the JSON); elsewhere TensorFlow
+emulates it and the bf16 rows are slower than fp32. ``--genreflow-precision`` passes
+``--precision`` to ``genreflow run`` (not passed by default: genreflow's own default applies).
 
 Every wall time includes the process's start (Python, imports, Ray start-up, model load), as
 a user would wait for it, except the limit, which times only the model calls. Peak memory is
@@ -43,7 +50,7 @@ import bench_support as support  # noqa: E402
 HERE = Path(__file__).resolve().parent
 GIB = 2**30
 REPORT_LINE = re.compile(r"^(mfcc|vggish) \[\w+\]: (\d+) computed, (\d+) already cached, (\d+) failed")
-KINDS = ("plain", "cold", "warm", "limit")
+ORDER = ("plain", "plain-bf16", "cold", "warm", "limit", "limit-bf16")  # kinds (and precisions) in table order
 
 
 class BenchError(RuntimeError):
@@ -115,27 +122,30 @@ def genreflow_stages(lines: list[tuple[float, str]]) -> tuple[dict[str, float], 
     return {k: round(v, 3) for k, v in stages.items()}, counts
 
 
-def run_plain(ctx: dict[str, Any], tag: str) -> dict[str, Any]:
+def run_plain(ctx: dict[str, Any], tag: str, precision: str = "fp32") -> dict[str, Any]:
+    tag = f"{tag}-{precision}"
     out_dir, result = ctx["work"] / f"plain-{tag}", ctx["work"] / f"plain-{tag}.json"
-    cmd = [sys.executable, str(HERE / "plain_loop.py"), str(ctx["raw"]), str(ctx["model"]), str(out_dir),
-           str(ctx["seconds"]), str(result), str(ctx["listing"])]
+    cmd = [sys.executable, str(HERE / "plain_loop.py"), "--precision", precision, str(ctx["raw"]), str(ctx["model"]),
+           str(out_dir), str(ctx["seconds"]), str(result), str(ctx["listing"])]
     row = measure(cmd, ctx["work"] / f"plain-{tag}.log", ctx["work"], ctx["idle_wait"])
     inner = json.loads(result.read_text())
     shutil.rmtree(out_dir, ignore_errors=True)
-    row.update(kind="plain", detail=inner, ok=inner["files"] == ctx["n"])
+    row.update(kind="plain", precision=precision, detail=inner, ok=inner["files"] == ctx["n"])
     return row
 
 
-def run_limit(ctx: dict[str, Any], tag: str) -> dict[str, Any]:
+def run_limit(ctx: dict[str, Any], tag: str, precision: str = "fp32") -> dict[str, Any]:
+    tag = f"{tag}-{precision}"
     result, listing = ctx["work"] / f"limit-{tag}.json", ctx["work"] / "limit-files.txt"
     listing.write_text("\n".join(ctx["relpaths"][: ctx["limit_clips"]]))
-    cmd = [sys.executable, str(HERE / "model_limit.py"), str(ctx["raw"]), str(ctx["model"]), str(ctx["seconds"]),
-           str(ctx["limit_batch"]), str(result), str(listing)]
+    cmd = [sys.executable, str(HERE / "model_limit.py"), "--precision", precision, str(ctx["raw"]), str(ctx["model"]),
+           str(ctx["seconds"]), str(ctx["limit_batch"]), str(result), str(listing)]
     row = measure(cmd, ctx["work"] / f"limit-{tag}.log", ctx["work"], ctx["idle_wait"])
     inner = json.loads(result.read_text())
     # the limit is a rate: scale its model time to the full clip count so walls compare directly
     scale = ctx["n"] / inner["clips"]
-    row.update(kind="limit", detail=inner, process_wall_s=row["wall_s"], process_cpu_s=row["cpu_s"],
+    row.update(kind="limit", precision=precision, detail=inner,
+               process_wall_s=row["wall_s"], process_cpu_s=row["cpu_s"],
                wall_s=round(inner["model_s"] * scale, 3), cpu_s=round(inner["model_cpu_s"] * scale, 2),
                cpu_utilisation=round(inner["model_cpu_s"] / inner["model_s"] / (os.cpu_count() or 1), 3),
                ok=inner["clips"] > 0)
@@ -151,6 +161,8 @@ def run_genreflow(ctx: dict[str, Any], tag: str, workers: int) -> list[dict[str,
     toml.write_text(f"[audio]\nduration_s = {float(ctx['seconds'])}\n")
     cmd = [sys.executable, "-m", "genreflow", "run", "--config", str(toml), "--data-dir", str(data_dir),
            "--workers", str(workers), "--vggish-model", str(ctx["model"]), "--features", "vggish"]
+    if ctx["genreflow_precision"]:  # only when asked: older genreflow has no --precision
+        cmd += ["--precision", ctx["genreflow_precision"]]
     rows = []
     for kind in ("cold", "warm"):
         row = measure(cmd, ctx["work"] / f"{kind}-w{workers}-{tag}.log", ctx["work"], ctx["idle_wait"])
@@ -158,7 +170,7 @@ def run_genreflow(ctx: dict[str, Any], tag: str, workers: int) -> list[dict[str,
         vggish = counts.get("vggish", {})
         expect = {"computed": ctx["unique"], "cached": 0} if kind == "cold" else \
             {"computed": 0, "cached": ctx["unique"]}
-        row.update(kind=kind, workers=workers, stages=stages, counts=counts,
+        row.update(kind=kind, workers=workers, stages=stages, counts=counts, precision=ctx["genreflow_row_precision"],
                    ok=all(vggish.get(k) == v for k, v in expect.items()) and not vggish.get("failed"))
         rows.append(row)
     if not ctx["keep"]:
@@ -167,21 +179,23 @@ def run_genreflow(ctx: dict[str, Any], tag: str, workers: int) -> list[dict[str,
 
 
 def run_round(ctx: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
-    """One round: plain, genreflow (cold+warm per worker count) and limit, in a rotating order."""
-    units = [u for u in ("plain", "genreflow", "limit") if u not in ctx["skip"]]
+    """One round: plain, genreflow (cold+warm per worker count) and limit (plain and limit once per
+    precision of ``--precisions``), in a rotating order."""
+    units = [(u, p) for u in ("plain", "genreflow", "limit") if u not in ctx["skip"]
+             for p in (ctx["precisions"] if u != "genreflow" else ("",))]
     units = units[repeat % len(units):] + units[: repeat % len(units)]
     rows = []
-    for unit in units:
+    for unit, precision in units:
         tag = f"n{ctx['n']}-r{repeat}"
         if unit == "plain":
-            new = [run_plain(ctx, tag)]
+            new = [run_plain(ctx, tag, precision)]
         elif unit == "limit":
-            new = [run_limit(ctx, tag)]
+            new = [run_limit(ctx, tag, precision)]
         else:
             new = [row for w in ctx["workers"] for row in run_genreflow(ctx, tag, w)]
         for row in new:
             row.update(clips=ctx["n"], repeat=repeat)
-            label = row["kind"] + (f" w={row['workers']}" if "workers" in row else "")
+            label = row_key(row).replace("@", " w=").replace("-", " ")
             print(f"  [{ctx['n']} clips, round {repeat + 1}] {label:10s} {row['wall_s']:8.2f} s  "
                   f"peak RSS {row['peak_rss_gib']:.2f} GiB  CPU used {100 * row['cpu_utilisation']:3.0f}%, "
                   f"by others {100 * row['foreign_cpu_share']:3.0f}%"
@@ -190,17 +204,24 @@ def run_round(ctx: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+def row_key(row: dict[str, Any]) -> str:
+    """"plain", "plain-bf16", "cold@2", "limit-bf16"...: the summary key of a run."""
+    if "workers" in row:
+        return f"{row['kind']}@{row['workers']}"
+    return row["kind"] + ("-bf16" if row.get("precision") == "bf16" else "")
+
+
 def summarize(rows: list[dict[str, Any]], n: int, audio_s: float) -> dict[str, Any]:
-    """Medians per (kind, workers), throughputs, ratios and the issue's targets."""
+    """Medians per (kind, workers, precision), throughputs, ratios and the issue's targets."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        key = row["kind"] + (f"@{row['workers']}" if "workers" in row else "")
-        groups.setdefault(key, []).append(row)
+        groups.setdefault(row_key(row), []).append(row)
     out: dict[str, Any] = {}
     for key, group in groups.items():
         wall = statistics.median(r["wall_s"] for r in group)
         entry = {
-            "kind": group[0]["kind"], "workers": group[0].get("workers"), "repeats": len(group),
+            "kind": group[0]["kind"], "workers": group[0].get("workers"), "precision": group[0].get("precision"),
+            "repeats": len(group),
             "wall_s": round(wall, 3), "wall_s_all": [r["wall_s"] for r in group],
             "clips_per_s": round(n / wall, 3), "audio_s_per_s": round(audio_s / wall, 2),
             "peak_rss_gib": round(statistics.median(r["peak_rss_gib"] for r in group), 3),
@@ -219,13 +240,17 @@ def summarize(rows: list[dict[str, Any]], n: int, audio_s: float) -> dict[str, A
                                 for k in group[0]["detail"]["steps_s"]}
             entry["model_load_s"] = round(statistics.median(r["detail"]["model_load_s"] for r in group), 3)
         out[key] = entry
-    plain, limit = out.get("plain"), out.get("limit")
+    plain, plain_bf16 = out.get("plain"), out.get("plain-bf16")
     for key, entry in out.items():
         if entry["kind"] != "cold":
             continue
         warm = out.get(f"warm@{entry['workers']}")
+        # the limit of genreflow's own precision when known to be bf16, else fp32's
+        limit = out.get("limit-bf16" if entry.get("precision") == "bf16" else "limit")
         if plain:
             entry["speedup_vs_plain"] = round(plain["wall_s"] / entry["wall_s"], 3)
+        if plain_bf16:
+            entry["speedup_vs_plain_bf16"] = round(plain_bf16["wall_s"] / entry["wall_s"], 3)
         if limit:
             entry["fraction_of_limit"] = round(limit["wall_s"] / entry["wall_s"], 3)
         if warm:
@@ -248,9 +273,22 @@ def check_targets(summary: dict[str, Any], n: int) -> dict[str, Any]:
     if "speedup_vs_plain" in cold:
         targets.update(cold_speedup_vs_plain=cold["speedup_vs_plain"],
                        cold_at_least_plain=cold["speedup_vs_plain"] >= 1.0)
+    if "speedup_vs_plain_bf16" in cold:  # issue 12: cold (auto -> bf16) >= 2.5x plain fp32, >= 1.0x plain bf16
+        targets.update(cold_speedup_vs_plain_bf16=cold["speedup_vs_plain_bf16"],
+                       cold_at_least_plain_bf16=cold["speedup_vs_plain_bf16"] >= 1.0,
+                       cold_at_least_2_5x_plain=cold.get("speedup_vs_plain", 0.0) >= 2.5)
     if "pct_of_cold" in warm:
         targets.update(warm_pct_of_cold=warm["pct_of_cold"], warm_at_most_3pct=warm["pct_of_cold"] <= 3.0)
     return targets
+
+
+def bf16_targets(summary: dict[str, Any]) -> dict[str, Any]:
+    """Issue 12's model-only target: limit bf16 / limit fp32 >= 3.5x (on a CPU with AMX-BF16)."""
+    fp32, bf16 = summary.get("limit"), summary.get("limit-bf16")
+    if not (fp32 and bf16):
+        return {}
+    ratio = round(fp32["wall_s"] / bf16["wall_s"], 3)
+    return {"limit_bf16_speedup": ratio, "limit_bf16_at_least_3_5x": ratio >= 3.5}
 
 
 def memory_growth(blocks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -268,13 +306,23 @@ def memory_growth(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 RUN_NAMES = {"plain": "plain loop", "cold": "genreflow cold", "warm": "genreflow warm", "limit": "limit (model only)"}
 
 
+def _order(entry: dict[str, Any]) -> tuple[int, int]:
+    key = entry["kind"] + ("-bf16" if entry["kind"] in ("plain", "limit") and entry.get("precision") == "bf16" else "")
+    return ORDER.index(key), entry["workers"] or 0
+
+
 def _label_and_note(entry: dict[str, Any], md: bool) -> tuple[str, str]:
     """A run's row label and its comparison note, for the console (md=False) or Markdown."""
     workers = entry["workers"]
-    label = RUN_NAMES[entry["kind"]] + ((f", workers={workers}" if md else f" (workers={workers})") if workers else "")
+    name = RUN_NAMES[entry["kind"]]
+    if entry["kind"] in ("plain", "limit") and entry.get("precision") == "bf16":  # "plain loop bf16", "limit bf16"
+        name = name.replace("loop", "loop bf16") if entry["kind"] == "plain" else name.replace("limit", "limit bf16")
+    label = name + ((f", workers={workers}" if md else f" (workers={workers})") if workers else "")
     times, pct = ("×", " %") if md else ("x", "%")
     if "speedup_vs_plain" in entry or "fraction_of_limit" in entry:
-        return label, (f"{entry.get('speedup_vs_plain', float('nan')):.2f}{times} plain, "
+        bf16 = (f"{entry['speedup_vs_plain_bf16']:.2f}{times} plain bf16, "
+                if "speedup_vs_plain_bf16" in entry else "")
+        return label, (f"{entry.get('speedup_vs_plain', float('nan')):.2f}{times} plain, {bf16}"
                        f"{100 * entry.get('fraction_of_limit', float('nan')):.0f}{pct} of limit")
     if "pct_of_cold" in entry:
         return label, f"{entry['pct_of_cold']:.1f}{pct} of cold"
@@ -285,19 +333,20 @@ def table(summary: dict[str, Any], n: int, audio_s: float, machine: dict[str, An
     from genreflow.tables import format_table
 
     rows = []
-    for entry in sorted(summary.values(), key=lambda e: (KINDS.index(e["kind"]), e["workers"] or 0)):
+    for entry in sorted(summary.values(), key=_order):
         label, note = _label_and_note(entry, md=False)
         mem = "-" if entry["kind"] == "limit" else f"{entry['peak_rss_gib']:.2f} / {entry['peak_pss_gib']:.2f}"
         cpu = f"{entry['cpu_s_per_clip']:.2f} ({100 * entry['cpu_utilisation']:.0f}%)"
-        rows.append([label, f"{entry['wall_s']:.1f}", f"{entry['clips_per_s']:.2f}", f"{entry['audio_s_per_s']:.0f}",
-                     mem, cpu, note])
-    head = (f"{n} clips, {audio_s:.0f} s of audio; {machine['cpu_model']}, {machine['usable_cpus']} CPUs; "
+        rows.append([label, entry.get("precision") or "-", f"{entry['wall_s']:.1f}", f"{entry['clips_per_s']:.2f}",
+                     f"{entry['audio_s_per_s']:.0f}", mem, cpu, note])
+    head = (f"{n} clips, {audio_s:.0f} s of audio; {machine['cpu_model']}, {machine['usable_cpus']} CPUs, "
+            f"bf16 flags: {' '.join(machine.get('bf16_flags') or []) or 'none'}; "
             f"medians of {max(e['repeats'] for e in summary.values())} repeat(s)")
     # runs of a few seconds also see the previous run's Ray processes exiting: judge the long ones
     disturbed = max([e["foreign_cpu_share"] for e in summary.values() if e["wall_s"] >= 10] or [0.0])
     if disturbed > 0.05:
         head += f"\nWARNING: other processes used {100 * disturbed:.0f}% of the CPUs during a run (median)"
-    headers = ["run", "wall s", "clips/s", "audio-s/s", "peak RSS / PSS GiB", "CPU s/clip (busy)", "vs"]
+    headers = ["run", "precision", "wall s", "clips/s", "audio-s/s", "peak RSS / PSS GiB", "CPU s/clip (busy)", "vs"]
     return head + "\n" + format_table(headers, rows)
 
 
@@ -306,13 +355,15 @@ def markdown(block: dict[str, Any], machine: dict[str, Any]) -> str:
     summary = block["summary"]
     lines = [f"{block['clips']} clips × {block.get('seconds', 30.0):g} s ({block['audio_s']:.0f} s of audio), "
              f"{machine['cpu_model']}, {machine['usable_cpus']} CPUs, "
+             f"bf16 flags: {' '.join(machine.get('bf16_flags') or []) or 'none'}, "
              f"medians of {max(e['repeats'] for e in summary.values())}:", "",
-             "| run | wall s | clips/s | audio-s/s | peak RSS (PSS) GiB | CPU-s/clip | compared |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for entry in sorted(summary.values(), key=lambda e: (KINDS.index(e["kind"]), e["workers"] or 0)):
+             "| run | precision | wall s | clips/s | audio-s/s | peak RSS (PSS) GiB | CPU-s/clip | compared |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for entry in sorted(summary.values(), key=_order):
         label, note = _label_and_note(entry, md=True)
         mem = "–" if entry["kind"] == "limit" else f"{entry['peak_rss_gib']:.2f} ({entry['peak_pss_gib']:.2f})"
-        lines.append(f"| {label} | {entry['wall_s']:.1f} | {entry['clips_per_s']:.2f} | {entry['audio_s_per_s']:.0f} "
+        lines.append(f"| {label} | {entry.get('precision') or '–'} | {entry['wall_s']:.1f} "
+                     f"| {entry['clips_per_s']:.2f} | {entry['audio_s_per_s']:.0f} "
                      f"| {mem} | {entry['cpu_s_per_clip']:.2f} | {note} |")
     return "\n".join(lines)
 
@@ -339,6 +390,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int_list, default=[os.cpu_count() or 1], help="genreflow --workers; a list sweeps")
     p.add_argument("--skip", default="", help="comma list of plain,genreflow,limit to leave out")
+    p.add_argument("--precisions", default=None,
+                   help="precisions of the plain and limit rows (default fp32,bf16; --smoke: fp32)")
+    p.add_argument("--genreflow-precision", choices=("auto", "fp32", "bf16"),
+                   help="pass --precision to genreflow run (default: not passed, genreflow's default applies)")
     p.add_argument("--limit-clips", type=int, default=200, help="clips the limit is measured on (it is a rate)")
     p.add_argument("--limit-batch", type=int, default=32, help="clips per model call for the limit")
     p.add_argument("--cache-dir", type=Path, default=support.DEFAULT_CACHE, help="where clips and models are kept")
@@ -354,6 +409,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.clips, args.seconds, args.repeats, args.small_model = [8], 5.0, 1, True
         args.limit_clips, args.limit_batch = 8, 8
     args.skip = {s for s in args.skip.split(",") if s}
+    args.precisions = [x for x in (args.precisions or ("fp32" if args.smoke else "fp32,bf16")).split(",") if x]
+    if not args.precisions or set(args.precisions) - {"fp32", "bf16"}:
+        p.error(f"--precisions={','.join(args.precisions)}: use fp32 and/or bf16")
     if args.skip - {"plain", "genreflow", "limit"}:
         p.error(f"--skip={','.join(sorted(args.skip))}: use plain, genreflow and/or limit")
     if args.repeats < 1 or min(args.clips) < 1 or min(args.workers) < 1:
@@ -370,12 +428,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="genreflow-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     machine = support.machine_info()
+    print(support.bf16_note(machine), flush=True)  # first: bf16 figures mean little without it
     model = Path(args.vggish_model).resolve() if args.vggish_model and "://" not in args.vggish_model \
         else args.vggish_model or support.vggish_model(args.cache_dir, small=args.small_model)
     print(f"machine: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, {machine['memory_gib']} GiB; "
           f"load {support.load_average()}; model {model}", flush=True)
+    from genreflow.cpuflags import resolve_precision
+
+    # what genreflow computes in: known when passed (auto resolves on this machine as in genreflow's driver)
+    gf_precision = resolve_precision(args.genreflow_precision) if args.genreflow_precision else "default"
     results: dict[str, Any] = {"machine": machine, "model": str(model), "small_model": args.small_model,
                                "seconds": args.seconds, "repeats": args.repeats, "workers": args.workers,
+                               "precisions": args.precisions, "genreflow_precision": args.genreflow_precision,
                                "load_at_start": support.load_average(), "results": []}
     try:
         for n in args.clips:
@@ -390,7 +454,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ctx = {"work": work, "raw": raw, "relpaths": relpaths, "n": len(relpaths), "unique": unique,
                    "listing": work / "files.txt", "model": model, "seconds": args.seconds, "workers": args.workers,
                    "skip": args.skip, "limit_clips": min(args.limit_clips, len(relpaths)),
-                   "limit_batch": args.limit_batch, "keep": args.keep, "idle_wait": args.idle_wait}
+                   "limit_batch": args.limit_batch, "keep": args.keep, "idle_wait": args.idle_wait,
+                   "precisions": args.precisions, "genreflow_precision": args.genreflow_precision,
+                   "genreflow_row_precision": gf_precision}
             print(f"{len(relpaths)} clips ({audio_s:.0f} s of audio) from {raw}", flush=True)
             rows = [row for r in range(args.repeats) for row in run_round(ctx, r)]
             summary = summarize(rows, len(relpaths), audio_s)
@@ -398,7 +464,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row["log_tail"] = [text for _, text in row.pop("lines")[-8:]]
             results["results"].append({"clips": len(relpaths), "seconds": args.seconds, "audio_s": round(audio_s, 1),
                                        "summary": summary,
-                                       "targets": check_targets(summary, len(relpaths)), "runs": rows})
+                                       "targets": {**check_targets(summary, len(relpaths)), **bf16_targets(summary)},
+                                       "runs": rows})
             print("\n" + table(summary, len(relpaths), audio_s, machine) + "\n", flush=True)
             print(markdown(results["results"][-1], machine) + "\n", flush=True)
         results.update(memory_growth(results["results"]))

@@ -136,15 +136,8 @@ def vggish_model(cache: Path, small: bool) -> Path:
 def machine_info() -> dict[str, Any]:
     import psutil
 
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from genreflow.cpuflags import bf16_flags, cpu_model
+
     versions = {}
     for name in ("genreflow", "ray", "tensorflow", "librosa", "numpy"):
         try:
@@ -156,7 +149,8 @@ def machine_info() -> dict[str, Any]:
     import genreflow
 
     return {
-        "cpu_model": model,
+        "cpu_model": cpu_model(),  # lscpu's "Model name"
+        "bf16_flags": sorted(bf16_flags()),  # grep -o 'amx_bf16\|avx512_bf16' /proc/cpuinfo | sort -u
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
@@ -166,6 +160,15 @@ def machine_info() -> dict[str, Any]:
         "versions": versions,
         "genreflow_path": str(Path(genreflow.__file__).parent),
     }
+
+
+def bf16_note(machine: dict[str, Any]) -> str:
+    """One line on what bf16 rows mean on this CPU (the figures differ by an order of magnitude)."""
+    flags = machine.get("bf16_flags") or []
+    if flags:
+        return f"CPU: {machine['cpu_model']}; bf16 flags: {' '.join(flags)} (bf16 runs in hardware)"
+    return (f"CPU: {machine['cpu_model']}; bf16 flags: none (no amx_bf16/avx512_bf16: bf16 is emulated in "
+            "software, slower than fp32; not bf16-hardware figures)")
 
 
 def cpu_counters() -> tuple[float, float, float]:

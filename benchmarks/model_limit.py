@@ -7,14 +7,17 @@ call then computes exactly the examples of ``batch`` separate calls, without the
 overhead. Only the model calls are timed, after one warm-up call per input shape; TensorFlow
 keeps its default thread pools (every core). No pipeline can beat this on the same machine.
 
-Usage: python model_limit.py RAW_DIR MODEL SECONDS BATCH RESULT_JSON RELPATH_LIST
+``--precision bf16`` sets TensorFlow's oneDNN bfloat16 rewrite before the model is loaded (the
+one option genreflow's bf16 uses); fp32 (the default) leaves TensorFlow as it is.
+
+Usage: python model_limit.py [--precision fp32|bf16] RAW_DIR MODEL SECONDS BATCH RESULT_JSON RELPATH_LIST
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -34,15 +37,19 @@ def batches(waves: list, batch: int) -> list:
     return out
 
 
-def main(raw: Path, model_handle: str, seconds: float, batch: int, relpaths: list[str]) -> dict:
+def main(raw: Path, model_handle: str, seconds: float, batch: int, relpaths: list[str],
+         precision: str = "fp32") -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
+    import tensorflow as tf
     import tensorflow_hub as hub
 
     from genreflow.audio import load_audio
 
     waves = [np.clip(load_audio(str(raw / rel), sample_rate=16000, duration_s=seconds).samples, -1.0, 1.0)
              for rel in relpaths]
+    if precision == "bf16":
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     model = hub.load(model_handle)
     work = batches(waves, batch)
     for shape in {len(w) for w, _ in work}:  # oneDNN builds its kernels once per input shape
@@ -54,10 +61,15 @@ def main(raw: Path, model_handle: str, seconds: float, batch: int, relpaths: lis
             raise SystemExit(f"model returned {emb.shape[0]} rows for a batch of {rows} examples")
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"clips": len(waves), "batch": batch, "calls": len(work), "examples": sum(r for _, r in work),
-            "model_s": elapsed, "model_cpu_s": cpu}
+            "precision": precision, "model_s": elapsed, "model_cpu_s": cpu}
 
 
 if __name__ == "__main__":
-    raw_dir, handle, secs, size, result, listing = sys.argv[1:7]
-    files = [f for f in Path(listing).read_text().split("\n") if f]
-    Path(result).write_text(json.dumps(main(Path(raw_dir), handle, float(secs), int(size), files), indent=2))
+    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    for name in ("raw_dir", "model", "seconds", "batch", "result", "listing"):
+        cli.add_argument(name)
+    a = cli.parse_args()
+    files = [f for f in Path(a.listing).read_text().split("\n") if f]
+    summary = main(Path(a.raw_dir), a.model, float(a.seconds), int(a.batch), files, a.precision)
+    Path(a.result).write_text(json.dumps(summary, indent=2))
