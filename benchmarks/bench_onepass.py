@@ -14,13 +14,10 @@ The model is the full-size VGGish stand-in (timing only, never quality).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_pipeline as bench  # noqa: E402  (measure(), the same sampler and CPU accounting)
 import bench_support as support  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 BASELINE = "3879a7e"  # main before the extractor registry and the one-pass pipeline
 
 
@@ -76,11 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     machine = support.machine_info()
     print(f"CPU: {machine.get('cpu_model')}; bf16 flags: {', '.join(machine.get('bf16_flags') or []) or 'none'}; "
           f"{machine.get('usable_cpus')} CPUs", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="gf-onepass-"))
-    baseline_src = work / "baseline"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline_src), args.baseline],
-                   check=True, capture_output=True)
-    try:
+    with support.baseline_checkout(args.baseline, "gf-onepass-") as (work, baseline_src):
         raw, relpaths = support.synthetic_clips(args.cache_dir, args.clips, args.seconds, args.workers)
         ctx = {"work": work, "raw": raw, "relpaths": relpaths, "n": args.clips, "seconds": args.seconds,
                "workers": args.workers, "model": support.vggish_model(args.cache_dir, args.small_model),
@@ -108,14 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"| {name} | {s['wall_s']:.1f} | {s['cpu_s_per_clip']:.3f} | {s['peak_rss_gib']:.2f} |")
         print(f"CPU-s per clip, before / after: {ratio:.2f}x; wall before / after: "
               f"{summary['baseline']['wall_s'] / summary['one-pass']['wall_s']:.2f}x")
-        result = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                  "summary": summary, "cpu_ratio": ratio}
-        args.out.write_text(json.dumps(result, indent=2, default=str))
-        return result
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline_src)],
-                       capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        return support.save_results(args.out, machine, args, rows, summary, cpu_ratio=ratio)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,10 @@ is decoded and its features computed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_support as support  # noqa: E402
 from bench_onepass import BASELINE  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def genreflow(args: list[str], src: Path | None, cwd: Path) -> subprocess.Popen:
@@ -93,11 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     machine = support.machine_info()
     print(support.bf16_note(machine), flush=True)
-    work = Path(tempfile.mkdtemp(prefix="gf-predict-"))
-    baseline_src = work / "baseline"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(baseline_src), args.baseline],
-                   check=True, capture_output=True)
-    try:
+    with support.baseline_checkout(args.baseline, "gf-predict-") as (work, baseline_src):
         cpus = machine["usable_cpus"] or 1
         raw, relpaths = support.synthetic_clips(args.cache_dir, args.clips, args.seconds, cpus)
         inputs = work / "inputs"
@@ -127,14 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             name = f"before ({args.baseline}): sequential, in-process" if label == "baseline" else \
                 f"today, --workers {workers}"
             print(f"| {name} | {s['wall_s']:.1f} | {s['first_result_s']:.1f} | {base / s['wall_s']:.2f}x |")
-        result = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                  "summary": summary}
-        args.out.write_text(json.dumps(result, indent=2, default=str))
-        return result
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline_src)],
-                       capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        return support.save_results(args.out, machine, args, rows, summary)
 
 
 if __name__ == "__main__":

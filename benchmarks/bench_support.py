@@ -7,12 +7,15 @@ imported by genreflow itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -324,3 +327,28 @@ class TreeMemorySampler(threading.Thread):
 
 def run_marker(label: str) -> str:
     return hashlib.sha256(f"{label}-{os.getpid()}-{time.time_ns()}".encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def baseline_checkout(ref: str, prefix: str):
+    """(scratch folder, a `git worktree` of ``ref`` inside it) for before/after runs; both are
+    removed afterwards. Run the baseline with PYTHONPATH=<worktree> (Ray workers inherit it)."""
+    repo = Path(__file__).resolve().parents[1]
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    src = work / "baseline"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(src), ref], check=True,
+                   capture_output=True)
+    try:
+        yield work, src
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(src)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def save_results(path: Path, machine: dict[str, Any], args: Any, rows: list, summary: dict, **extra: Any
+                 ) -> dict[str, Any]:
+    """The JSON every before/after script writes: machine, arguments, every run, medians."""
+    result = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+              "summary": summary, **extra}
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return result

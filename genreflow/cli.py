@@ -108,7 +108,7 @@ _CLASSIFIER = [
     click.option("--tune/--no-tune", "train__tune", default=None,
                  help="Pick the main hyperparameters by a small inner cross-validated grid."),
     click.option("--segment-s", "train__segment_s", type=float, default=None,
-                 help="Pool frames in windows of S seconds (50 %% overlap); a clip = mean of its segments."),
+                 help="Pool frames in windows of S seconds (50 % overlap); a clip = mean of its segments."),
 ]
 _CLASSIFIER_KEYS = {"logreg": {"C": "C"}, "svm": {"C": "C", "gamma": "gamma"}, "mlp": {"alpha": "alpha",
                     "learning_rate": "learning_rate_init"}, "hgb": {"learning_rate": "learning_rate"}}

@@ -76,3 +76,20 @@ def extract_in_process(config, kinds=("mfcc",), rows_per_shard: int = 10_000):
         decode_batch(batch, data_dir=config.data_dir, duration_s=config.audio.duration_s, cpu=extractors,
                      cpu_sets=work.fsets, model_rates=[])
     return work
+
+
+def trained_mfcc_model(root: Path, *, per_genre: int, seconds: float, genres=SYNTH_GENRES[:2]) -> Path:
+    """A data folder with an MFCC model trained by `genreflow train` (store filled without Ray);
+    returns its genreflow.toml."""
+    from click.testing import CliRunner
+
+    from genreflow.cli import main
+    from genreflow.commands import run_index_command
+
+    make_tree(root, per_genre=per_genre, seconds=seconds, genres=genres)
+    toml = write_toml(root / "genreflow.toml", duration_s=seconds)
+    run_index_command(config_for(root, seconds))
+    extract_in_process(config_for(root, seconds))
+    result = CliRunner().invoke(main, ["train", "--data-dir", str(root), "--config", str(toml), "--features", "mfcc"])
+    assert result.exit_code == 0, result.output
+    return toml

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from pipeline_support import config_for, extract_in_process, make_tree, write_toml
+from pipeline_support import config_for, extract_in_process, make_tree, trained_mfcc_model
 
 from genreflow.cli import main
 from genreflow.commands import run_index_command
@@ -25,13 +25,7 @@ from genreflow.synth import SYNTH_GENRES, genre_clip, write_audio
 def trained(tmp_path_factory):
     """An MFCC model over 2 genres x 6 clips of 2 s (store filled without Ray)."""
     root = tmp_path_factory.mktemp("scale")
-    make_tree(root, per_genre=6, seconds=2.0, genres=SYNTH_GENRES[:2])
-    toml = write_toml(root / "genreflow.toml", duration_s=2.0)
-    run_index_command(config_for(root, 2.0))
-    extract_in_process(config_for(root, 2.0))
-    result = CliRunner().invoke(main, ["train", "--data-dir", str(root), "--config", str(toml), "--features", "mfcc"])
-    assert result.exit_code == 0, result.output
-    return root, toml
+    return root, trained_mfcc_model(root, per_genre=6, seconds=2.0)
 
 
 def new_clips(folder: Path, n: int, seconds: float = 2.0) -> list[Path]:

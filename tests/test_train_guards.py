@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from pipeline_support import config_for, extract_in_process, make_tree, write_toml
+from pipeline_support import config_for, make_tree, trained_mfcc_model, write_toml
 
 from genreflow import features
 from genreflow.cli import main
@@ -26,13 +26,7 @@ from genreflow.synth import SYNTH_GENRES
 
 @pytest.fixture
 def trained(tmp_path):
-    make_tree(tmp_path, per_genre=4, seconds=1.0, genres=SYNTH_GENRES[:2])
-    toml = write_toml(tmp_path / "g.toml", duration_s=1.0)
-    run_index_command(config_for(tmp_path, 1.0))
-    extract_in_process(config_for(tmp_path, 1.0))
-    result = CliRunner().invoke(main, ["train", "--data-dir", str(tmp_path), "--config", str(toml), "--features", "mfcc"])
-    assert result.exit_code == 0, result.output
-    return tmp_path, toml
+    return tmp_path, trained_mfcc_model(tmp_path, per_genre=4, seconds=1.0)
 
 
 def train(root, toml, *extra):
