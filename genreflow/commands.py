@@ -51,9 +51,11 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
 
     files = read_index(config.data_dir)["files"]
     extractors = extractors_for(config, "+".join(kinds))
-    for extractor in extractors:
-        extractor.check()  # before Ray starts: a bad model handle costs no start-up
     work = plan(config, extractors, files)
+    pending = {kind for row in work.todo for kind in row["kinds"].split(",")}
+    for extractor in extractors:
+        if extractor.name in pending:
+            extractor.check()  # before Ray starts: a bad model handle costs no start-up
     # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds)
     with ray_session(config.address, config.n_workers) if work.todo else contextlib.nullcontext():
         reports = execute(config, work)

@@ -103,7 +103,11 @@ class Progress:
         if is_terminal() and not VERBOSITY.quiet and total:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+            import shutil
+
+            # a terminal nobody sized reports 0 columns: draw 80 (or $COLUMNS) wide, not nothing
+            width = shutil.get_terminal_size((0, 0)).columns or int(os.environ.get("COLUMNS") or 80)
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, ncols=width, leave=False)
 
     def update(self, n: int = 1) -> None:
         self.done += n

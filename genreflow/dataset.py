@@ -20,6 +20,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
@@ -149,6 +150,19 @@ def _validate_all(raw: Location, relpaths: list[str], workers: int,
     return results
 
 
+def _main_guarded() -> bool:
+    """Whether process workers may start: they re-import the main module, which is harmless for
+    a notebook or `python -c` (none), genreflow's own entry points and pytest (guarded), but
+    re-runs a user's script that calls genreflow.run without `if __name__ == "__main__":`."""
+    main = sys.modules.get("__main__")
+    if getattr(main, "__file__", None) is None:
+        return True
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.split(".")[0] in ("genreflow", "pytest"):
+        return True
+    return os.path.basename(main.__file__) in ("genreflow", "pytest", "py.test")
+
+
 def _validate_locally(raw: Location, relpaths: list[str], known: list, workers: int, tick):
     workers = pool_size(workers, len(relpaths), processes=raw.local)
     if workers <= 1 or len(relpaths) < 8:
@@ -156,13 +170,14 @@ def _validate_locally(raw: Location, relpaths: list[str], known: list, workers: 
             yield validate_file(raw, rel, prev)
             tick()
         return
-    if raw.local:
+    if raw.local and _main_guarded():
         # forkserver, not fork: the caller may already run threads (Ray, gRPC, a test runner)
         # that a forked child would inherit half-held; workers start clean and are reused
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])  # workers fork with the decoders already imported
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    else:  # remote files are I/O-bound and their filesystem handles may not survive a fork
+    else:  # remote files are I/O-bound and their filesystem handles may not survive a fork; and a
+        # user's script without a __main__ guard would be re-run by every process worker
         pool = ThreadPoolExecutor(max_workers=workers)
     with pool:
         chunk = max(1, len(relpaths) // (workers * 8))

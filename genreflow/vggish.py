@@ -124,10 +124,15 @@ def _check_local(handle: str) -> Path:
     return path
 
 
+def _cache_entry(handle: str) -> str:
+    """Where tensorflow_hub keeps (or would keep) the unpacked model of a URL handle."""
+    cache = os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "tfhub_modules")
+    return os.path.join(cache, hashlib.sha1(handle.encode("utf8")).hexdigest())
+
+
 def _cache_hint(handle: str) -> str:
     """Name the tensorflow_hub cache entry for a URL handle when one exists (it may be corrupt)."""
-    cache = os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "tfhub_modules")
-    entry = os.path.join(cache, hashlib.sha1(handle.encode("utf8")).hexdigest())
+    entry = _cache_entry(handle)
     if os.path.isdir(entry):
         return f" (a cached copy at {entry} could not be used; delete it and download again)"
     return ""
@@ -357,6 +362,9 @@ def check_handle(handle: str) -> str:
     local folder the model was resolved to."""
     if not _is_remote(handle):
         return str(_check_local(handle))
+    cached = _cache_entry(handle)
+    if os.path.isdir(cached) and os.listdir(cached):  # tensorflow_hub's own test: no TF import (8 CPU-s)
+        return cached
     try:
         _tf()
         import tensorflow_hub as hub
