@@ -159,7 +159,8 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
         wants_model = any(k not in cpu_names for k in kinds[i])
         try:
             loc = raw.join(str(rel)) if raw is not None else locate(str(rel))
-            decoded = read_and_decode(loc, duration_s=duration_s, expected_hash=str(key) if key else None)
+            decoded = read_and_decode(loc, duration_s=duration_s, expected_hash=str(key) if key else None,
+                                      need_hash=cpu_sets is not None)  # prediction stores nothing
         except Exception as exc:  # never let one file sink the batch
             reason = str(exc) if isinstance(exc, AudioDecodeError) else \
                 f"unexpected error while decoding: {type(exc).__name__}: {exc}"

@@ -113,7 +113,8 @@ class ClipFeatures:
 
         if key and key in stored:
             return stored[key], True
-        decoded = read_and_decode(locate(path), duration_s=self.extractors[0].audio.duration_s, expected_hash=key)
+        decoded = read_and_decode(locate(path), duration_s=self.extractors[0].audio.duration_s, expected_hash=key,
+                                  need_hash=False)
         kinds = []
         for e in self.extractors:
             wave = fix_duration(resample(decoded.samples, decoded.sample_rate, e.sample_rate),
@@ -167,7 +168,15 @@ class PredictSummary:
                 f"{self.failed} failed ({self.path})")
 
 
-IN_PROCESS_MAX = 8  # up to this many files to compute, one process beats starting Ray
+# Up to this many files to compute, one process beats starting Ray. Measured on 2 cores (README,
+# "Prediction at scale"): 1,000 MFCC files took 0.10 s each in-process against ~12 s of Ray
+# start-up plus ~0.056 s each with 2 workers, so Ray pays off from ~250 files; a model kind
+# (VGGish, ~0.5 CPU-s per clip) pays the start-up back after a few dozen.
+IN_PROCESS_MAX = {"cpu": 256, "model": 48}
+
+
+def in_process_limit(extractors: list[Extractor]) -> int:
+    return IN_PROCESS_MAX["model" if any(e.uses_model for e in extractors) else "cpu"]
 
 
 def predict_stream(paths: list[str], bundle, extractors: list[Extractor],
@@ -190,7 +199,7 @@ def predict_stream(paths: list[str], bundle, extractors: list[Extractor],
     hit_set = set(hits)
     misses = [f for f in files if f not in hit_set]
     # the Ray pass pools whole clips; segment models and a handful of files stay in this process
-    small = len(misses) <= IN_PROCESS_MAX or workers <= 1 or bundle.segment_s
+    small = len(misses) <= in_process_limit(extractors) or workers <= 1 or bundle.segment_s
     count = _in_process if small else _with_ray
     summary.path = "in-process" if count is _in_process else "ray"
     failed = count(misses, keys, stored, bundle, features, config, emit)

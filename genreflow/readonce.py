@@ -112,9 +112,14 @@ class Decoded:
     content_hash: str
 
 
-def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | None = None) -> Decoded:
+def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | None = None,
+                    need_hash: bool = True) -> Decoded:
     """Hash and decode a file in one read; raise AudioDecodeError if its content is not
-    ``expected_hash`` (it changed since it was indexed) or it cannot be used."""
+    ``expected_hash`` (it changed since it was indexed) or it cannot be used.
+
+    ``need_hash=False`` (prediction of files nobody stored): a local file is decoded straight
+    from its path, which spares the hash and libsndfile's reads through Python; content_hash is "".
+    """
     from pyarrow.fs import FileType
 
     try:
@@ -126,6 +131,9 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
         reason = not_regular_reason(loc) if loc.local else None
         if reason or info.type != FileType.File:
             raise AudioDecodeError(reason or "not a regular file: skipped unopened")
+        if expected_hash is None and not need_hash and loc.local:
+            samples, sample_rate = decode_mono(loc.path, duration_s=duration_s)
+            return Decoded(samples, sample_rate, "")
         with loc.fs.open_input_stream(loc.path) as stream:
             reader = HashingReader(stream, int(info.size or 0))
             try:

@@ -100,7 +100,10 @@ def test_a_killed_predict_leaves_a_readable_prefix(trained, tmp_path, suffix):
 
 
 @pytest.mark.slow
-def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_local):
+def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_local, monkeypatch):
+    from genreflow import predict
+
+    monkeypatch.setitem(predict.IN_PROCESS_MAX, "cpu", 4)  # 12 files take the Ray path (256 by default)
     root, toml = trained
     folder = tmp_path / "batch"
     new_clips(folder, 12)

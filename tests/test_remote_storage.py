@@ -155,6 +155,15 @@ def test_run_keeps_everything_in_the_bucket(s3, tmp_path):
     assert len(read_features(uri, "mfcc", with_index=True)) == 6
     assert load_model_bundle(uri.replace("?", "/processed/classifier_model.zip?")).features == "mfcc"
 
+    # predict from the bucket: model found under --data-dir (scheme and endpoint kept), inputs as a
+    # URI prefix, features reused from the bucket's store by content hash
+    out = tmp_path / "tags.csv"
+    predicted = genreflow(["predict", s3.uri("run/raw"), "--data-dir", uri, "--out", str(out)], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "6 files, 0 computed, 6 from the store, 0 failed" in predicted.stderr
+    tags = pd.read_csv(out, keep_default_na=False)
+    assert len(tags) == 6 and (tags.error == "").all() and tags.path.str.startswith(f"s3://{BUCKET}/run/raw/").all()
+
     again = genreflow(args, tmp_path)  # a rerun reuses the bucket's store
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 computed, 6 already cached" in again.stdout

@@ -30,7 +30,7 @@ class VggishConfig:
 
     handle: str = DEFAULT_HANDLE
     precision: str = "auto"
-    clips_per_call: int = 8
+    clips_per_call: int = 4  # 8 saved no time on 2 cores and took ~0.5 GiB more (TF activations)
 
     def __post_init__(self) -> None:
         check(bool(self.handle.strip()), "vggish.handle", self.handle, "a TF Hub URL or a local SavedModel folder")
