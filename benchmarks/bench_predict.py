@@ -37,7 +37,8 @@ def genreflow(args: list[str], src: Path | None, cwd: Path) -> subprocess.Popen:
 
 def train_model(label: str, src: Path | None, ctx: dict[str, Any]) -> Path:
     data = ctx["work"] / f"train-{label}"
-    support.mirror_raw(ctx["raw"], ctx["relpaths"][:40], data)
+    step = max(1, len(ctx["relpaths"]) // 40)  # 40 clips spread over every genre (relpaths are sorted)
+    support.mirror_raw(ctx["raw"], ctx["relpaths"][::step][:40], data)
     (data / "genreflow.toml").write_text(f"[audio]\nduration_s = {ctx['seconds']:g}\n")
     proc = genreflow(["run", "--data-dir", str(data), "--config", str(data / "genreflow.toml"), "--features", "mfcc",
                       "--workers", str(ctx["cpus"])], src, ctx["work"])
