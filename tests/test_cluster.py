@@ -147,7 +147,7 @@ class RayHead:
         """A laptop's environment: no RAY_* variables but, if given, the token it fetched."""
         env = {k: v for k, v in self.env.items() if not k.startswith("RAY_")}
         env["HOME"] = str(self.temp_dir)  # no ~/.ray/auth_token of this machine's user
-        return {**env, "RAY_AUTH_TOKEN": token} if token else env
+        return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token} if token else env
 
     def status(self, submission_id: str) -> str:
         """The job's final state as the job API reports it, e.g. 'SUCCEEDED'."""
