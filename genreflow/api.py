@@ -59,13 +59,13 @@ class Model:
         import pandas as pd
 
         from .outputs import row_of
-        from .predict import model_extractors, predict_stream
+        from .predict import collect_paths, model_extractors, predict_stream
 
         paths = [paths] if isinstance(paths, str) else list(paths)
         overrides = {"vggish": {"handle": vggish_model}} if vggish_model else None
         rows: list[dict[str, Any]] = []
         config = _config(self.data_dir or "data", None, {"workers": workers}) if workers > 1 else None
-        predict_stream(paths, self.bundle, model_extractors(self.bundle, overrides),
+        predict_stream(collect_paths(paths), self.bundle, model_extractors(self.bundle, overrides),
                        lambda batch: rows.extend(row_of(p, self.genres) for p in batch),
                        data_dir=self.data_dir, config=config)
         return pd.DataFrame(rows, columns=["path", "genre", "probability", *self.genres, "error", "cached"])

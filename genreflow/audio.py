@@ -370,6 +370,11 @@ def load_audio(source: str | BinaryIO, *, sample_rate: int, duration_s: float) -
     Returns a Waveform whose samples have shape (round(sample_rate * duration_s),).
     """
     mono, native_sr = decode_mono(source, duration_s=duration_s)
+    return prepare(mono, native_sr, sample_rate=sample_rate, duration_s=duration_s)
+
+
+def prepare(mono: np.ndarray, native_sr: int, *, sample_rate: int, duration_s: float) -> Waveform:
+    """One decoded signal at an extractor's rate and fixed length: resample, then trim or pad."""
     return fix_duration(resample(mono, native_sr, sample_rate), sample_rate=sample_rate, duration_s=duration_s)
 
 

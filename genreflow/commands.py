@@ -150,7 +150,8 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
 
     results: list = []
     writer = ResultWriter(out, bundle.genres) if out else None
-    progress = Progress(len(collect_paths(paths)), "predict", "file")
+    files = collect_paths(paths)  # listed once (on object stores, one request per prefix or file)
+    progress = Progress(len(files), "predict", "file")
 
     def emit(batch: list) -> None:
         results.extend(batch)
@@ -160,7 +161,7 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
 
     try:
         with progress:
-            summary = predict_stream(paths, bundle, extractors, emit, data_dir=config.data_dir, config=config)
+            summary = predict_stream(files, bundle, extractors, emit, data_dir=config.data_dir, config=config)
     finally:
         if writer is not None:
             writer.close()

@@ -140,7 +140,6 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
     """Ray Data task: read + decode each file once, run the CPU extractors it lacks (one shard
     per kind, or pooled vectors when ``cpu_sets`` is None), and hand the signal at each model
     rate on to the actors. ``relpath`` is under DATA/raw, or a full path/URI without data_dir."""
-    from .audio import fix_duration, resample
     from .fs import locate
     from .layout import Layout
     from .readonce import read_and_decode
@@ -172,8 +171,7 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
 
         def at(rate: int):
             if rate not in prepared:
-                prepared[rate] = fix_duration(resample(decoded.samples, decoded.sample_rate, rate),
-                                              sample_rate=rate, duration_s=duration_s)
+                prepared[rate] = decoded.at(rate, duration_s)
             return prepared[rate]
 
         for e in wanted_cpu:

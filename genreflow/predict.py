@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import AudioDecodeError, ConfigError
 from .features import Extractor, from_recipe
+from .fs import exists
 
 
 @dataclass
@@ -94,7 +95,6 @@ class ClipFeatures:
 
     def stored(self, data_dir: str | None, keys: set[str]) -> dict[str, np.ndarray]:
         """content_hash -> rows, for the keys stored for every kind in ``data_dir``'s store."""
-        from .fs import exists
         from .pooling import clip_rows
 
         if not data_dir or not keys:
@@ -106,7 +106,6 @@ class ClipFeatures:
 
     def rows(self, path: str, stored: Mapping[str, np.ndarray], key: str | None = None) -> tuple[np.ndarray, bool]:
         """(feature rows [shape=(n_segments or 1, D)], True if they came from the store)."""
-        from .audio import fix_duration, resample
         from .fs import locate
         from .readonce import read_and_decode
         from .segments import KindFrames, combine_kinds
@@ -117,8 +116,7 @@ class ClipFeatures:
                                   need_hash=False)
         kinds = []
         for e in self.extractors:
-            wave = fix_duration(resample(decoded.samples, decoded.sample_rate, e.sample_rate),
-                                sample_rate=e.sample_rate, duration_s=e.audio.duration_s)
+            wave = decoded.at(e.sample_rate, e.audio.duration_s)
             array, valid = e.compute(self.states[e.name], wave.samples, wave.n_valid)
             kinds.append(KindFrames(e.kind.frames(array), int(valid), e.frame_seconds))
         return combine_kinds(kinds, self.segment_s), False
@@ -179,17 +177,17 @@ def in_process_limit(extractors: list[Extractor]) -> int:
     return IN_PROCESS_MAX["model" if any(e.uses_model for e in extractors) else "cpu"]
 
 
-def predict_stream(paths: list[str], bundle, extractors: list[Extractor],
+def predict_stream(files: list[str], bundle, extractors: list[Extractor],
                    emit: Callable[[list[Prediction]], None], *, data_dir: str | None = None,
                    config: Any = None) -> PredictSummary:
-    """Predict every file, handing results to ``emit`` in batches as soon as they are known:
-    stored features first (from ``data_dir``'s store), then the rest in-process (a handful, or
-    without a ``config``) or through the Ray pipeline with ``config.workers``."""
-    files = collect_paths(paths)
+    """Predict every file of ``files`` (as ``collect_paths`` lists them), handing results to
+    ``emit`` in batches as soon as they are known: stored features first (from ``data_dir``'s
+    store), then the rest in-process (a handful, or without a ``config``) or through the Ray
+    pipeline with ``config.workers``."""
     summary = PredictSummary(files=len(files))
     features = ClipFeatures(extractors, bundle.segment_s)
     workers = config.n_workers if config is not None else 1
-    has_store = bool(data_dir) and any(_exists(e.feature_set(data_dir).location) for e in extractors)
+    has_store = bool(data_dir) and any(exists(e.feature_set(data_dir).location) for e in extractors)
     keys = hash_all(files, workers) if has_store else {}
     stored = features.stored(data_dir, {k for k in keys.values() if k}) if has_store else {}
     hits = [f for f in files if keys.get(f) in stored]
@@ -205,12 +203,6 @@ def predict_stream(paths: list[str], bundle, extractors: list[Extractor],
     failed = count(misses, keys, stored, bundle, features, config, emit)
     summary.failed, summary.computed = failed, len(misses) - failed
     return summary
-
-
-def _exists(loc) -> bool:
-    from .fs import exists
-
-    return exists(loc)
 
 
 def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
@@ -262,5 +254,5 @@ def predict_files(paths: list[str], bundle, overrides: Mapping[str, Mapping[str,
                   data_dir: str | None = None) -> list[Prediction]:
     """Every file's prediction, in-process (the Python API's simple path)."""
     out: list[Prediction] = []
-    predict_stream(paths, bundle, model_extractors(bundle, overrides), out.extend, data_dir=data_dir)
+    predict_stream(collect_paths(paths), bundle, model_extractors(bundle, overrides), out.extend, data_dir=data_dir)
     return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import decode_mono
+from .audio import decode_mono, prepare
 from .errors import AudioDecodeError
 from .fs import Location, not_regular_reason
 
@@ -110,6 +110,10 @@ class Decoded:
     samples: np.ndarray
     sample_rate: int
     content_hash: str
+
+    def at(self, sample_rate: int, duration_s: float):
+        """This signal as an extractor needs it: a Waveform at ``sample_rate``, fixed length."""
+        return prepare(self.samples, self.sample_rate, sample_rate=sample_rate, duration_s=duration_s)
 
 
 def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | None = None,
