@@ -159,17 +159,14 @@ class Config:
     def n_workers(self) -> int:
         """Workers to use: the configured number capped at the CPUs this process may use
         (on a cluster, --address, Ray decides and the number is passed through)."""
-        available = available_cpus()
+        from .raysession import usable_cpus  # affinity mask and cgroup quota, not the machine's count
+
+        available = usable_cpus()
         if self.address or os.environ.get("RAY_ADDRESS"):
             return self.workers or available
         return min(self.workers, available) if self.workers else available
 
 
-def available_cpus() -> int:
-    """CPUs this process may use (affinity mask and cgroup quota, not just the machine's count)."""
-    from .raysession import usable_cpus
-
-    return usable_cpus()
 
 
 
