@@ -330,7 +330,7 @@ def _label_and_note(entry: dict[str, Any], md: bool) -> tuple[str, str]:
 
 
 def table(summary: dict[str, Any], n: int, audio_s: float, machine: dict[str, Any]) -> str:
-    from genreflow.tables import format_table
+    from genreflow.core.tables import format_table
 
     rows = []
     for entry in sorted(summary.values(), key=_order):
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else args.vggish_model or support.vggish_model(args.cache_dir, small=args.small_model)
     print(f"machine: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, {machine['memory_gib']} GiB; "
           f"load {support.load_average()}; model {model}", flush=True)
-    from genreflow.cpuflags import resolve_precision
+    from genreflow.core.host import resolve_precision
 
     # what genreflow computes in: known when passed (auto resolves on this machine as in genreflow's driver)
     gf_precision = resolve_precision(args.genreflow_precision) if args.genreflow_precision else "default"

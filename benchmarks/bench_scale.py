@@ -137,7 +137,7 @@ def clip_valid(rng, n: int, frames: int):
 def index_document(n: int) -> dict[str, Any]:
     """The index a `genreflow index` of ``n`` distinct 30 s WAV files would write."""
     from genreflow import __version__
-    from genreflow.audio import EXTENSIONS
+    from genreflow.data.audio import EXTENSIONS
 
     labels = {g: i for i, g in enumerate(sorted(GENRES))}
     files = []
@@ -155,9 +155,9 @@ def _write_shards(task: tuple[str, str, tuple[int, int], int, int, int, int, int
     """Worker: write the shards ``first .. first + count - 1`` (skipping those already there)."""
     import numpy as np
 
-    from genreflow.fingerprint import shard_name
-    from genreflow.fs import exists
-    from genreflow.store import shard_table, write_shard
+    from genreflow.core.fingerprint import shard_name
+    from genreflow.core.fs import exists
+    from genreflow.store.featureset import shard_table, write_shard
 
     data_dir, kind, shape, first, count, n, batch, seed = task
     extractor = make_extractor(kind, data_dir)
@@ -203,10 +203,10 @@ def store_marker(kind: str, n: int, shape: tuple[int, int], fingerprint: str, ba
 def build_store(cache: Path, kind: str, n: int, frames: int, *, batch_size: int, seed: int, workers: int,
                 rebuild: bool) -> dict[str, Any]:
     """The cached data folder of ``n`` clips of ``kind`` (built now if absent or stale)."""
-    from genreflow.dataset import write_index
-    from genreflow.fs import atomic_write_text
-    from genreflow.layout import Layout
-    from genreflow.splits import make_splits, splits_json
+    from genreflow.data.index import write_index
+    from genreflow.core.fs import atomic_write_text
+    from genreflow.core.layout import Layout
+    from genreflow.data.splits import make_splits, splits_json
 
     extractor = make_extractor(kind, cache)
     full = full_shape(extractor)
@@ -395,7 +395,7 @@ def check_run(command: str, kind: str, n: int, row: dict[str, Any], data_dir: Pa
 def warm_up() -> None:
     """Read the interpreter's and the libraries' files once, untimed, so the first measured
     command does not pay for a cold page cache that the others never see."""
-    code = ("import genreflow.cli, genreflow.commands, genreflow.classifier, genreflow.pipeline, genreflow.reports, "
+    code = ("import genreflow.cli, genreflow.cli.commands, genreflow.model.training, genreflow.stages.extract, genreflow.model.reports, "
             "sklearn.linear_model, sklearn.metrics, pyarrow.parquet, pandas, matplotlib.pyplot")
     subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=600, check=False)
 
@@ -498,7 +498,7 @@ def row_target(run: dict[str, Any]) -> str:
 
 # --- output --------------------------------------------------------------------------------------
 def table(result: dict[str, Any]) -> str:
-    from genreflow.tables import format_table
+    from genreflow.core.tables import format_table
 
     m = result["machine"]
     flags = " ".join(m.get("bf16_flags") or []) or "none"

@@ -35,7 +35,7 @@ def clip_spec(i: int) -> tuple[str, str, int, int]:
     Genres cycle fastest so any 4 consecutive clips cover every genre; formats cycle per group
     of 4; wav/ogg are 22.05 kHz mono (GTZAN-like), flac/mp3 44.1 kHz stereo (ripped music).
     """
-    from genreflow.synth import SYNTH_GENRES
+    from genreflow.data.synth import SYNTH_GENRES
 
     genre = SYNTH_GENRES[i % len(SYNTH_GENRES)]
     fmt = FORMATS[(i // len(SYNTH_GENRES)) % len(FORMATS)]
@@ -46,7 +46,7 @@ def clip_spec(i: int) -> tuple[str, str, int, int]:
 def _write_clip(args: tuple[str, int, float]) -> str:
     import numpy as np
 
-    from genreflow.synth import genre_clip, noise, write_audio
+    from genreflow.data.synth import genre_clip, noise, write_audio
 
     root, i, seconds = args
     genre, fmt, sr, channels = clip_spec(i)
@@ -139,7 +139,7 @@ def vggish_model(cache: Path, small: bool) -> Path:
 def machine_info() -> dict[str, Any]:
     import psutil
 
-    from genreflow.cpuflags import bf16_flags, cpu_model
+    from genreflow.core.host import bf16_flags, cpu_model
 
     versions = {}
     for name in ("genreflow", "ray", "tensorflow", "librosa", "numpy"):

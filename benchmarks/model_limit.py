@@ -26,7 +26,7 @@ def batches(waves: list, batch: int) -> list:
     """Join ``batch`` clips at a time into one waveform with exactly their examples."""
     import numpy as np
 
-    from genreflow.vggish import _EXAMPLE_HOP_SAMPLES, _STFT_HOP, _STFT_WINDOW, expected_frames
+    from genreflow.features.vggish_tf import _EXAMPLE_HOP_SAMPLES, _STFT_HOP, _STFT_WINDOW, expected_frames
 
     tail = np.zeros(_STFT_WINDOW - _STFT_HOP, np.float32)  # the last frame's window past its hop
     out = []
@@ -44,7 +44,7 @@ def main(raw: Path, model_handle: str, seconds: float, batch: int, relpaths: lis
     import tensorflow as tf
     import tensorflow_hub as hub
 
-    from genreflow.audio import load_audio
+    from genreflow.data.audio import load_audio
 
     waves = [np.clip(load_audio(str(raw / rel), sample_rate=16000, duration_s=seconds).samples, -1.0, 1.0)
              for rel in relpaths]

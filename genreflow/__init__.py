@@ -11,11 +11,11 @@ __all__ = ["load_model", "read_features", "run"]
 
 def __getattr__(name: str):
     if name in ("run", "load_model"):
-        from . import api
+        from genreflow import api
 
         return getattr(api, name)
     if name == "read_features":
-        from .store import read_features
+        from genreflow.api import read_features
 
         return read_features
     raise AttributeError(f"module 'genreflow' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m genreflow`` runs the CLI."""
 
-from .cli import main
+from genreflow.cli import main
 
 main(prog_name="genreflow")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 
 def _config(data_dir: str, config_path: str | None, overrides: dict[str, Any]):
-    from .config import load_config
+    from genreflow.config import load_config
 
     return load_config(config_path, {"data_dir": data_dir, **overrides})
 
@@ -28,7 +28,7 @@ def run(data_dir: str = "data", *, features: str | None = None, workers: int | N
     ``settings`` are dotted config keys with ``__`` for the dot, e.g. ``audio__duration_s=10``,
     ``train__classifier="svm"``. Returns {"features": [StageReport...], "metrics": dict | None}.
     """
-    from .commands import run_all_command
+    from genreflow.cli.commands import run_all_command
 
     overrides = {"train.features": features, "workers": workers,
                  **{k.replace("__", "."): v for k, v in settings.items()}}
@@ -58,8 +58,8 @@ class Model:
         """
         import pandas as pd
 
-        from .outputs import row_of
-        from .predict import collect_paths, model_extractors, predict_stream
+        from genreflow.cli.outputs import row_of
+        from genreflow.stages.predict import collect_paths, model_extractors, predict_stream
 
         paths = [paths] if isinstance(paths, str) else list(paths)
         overrides = {"vggish": {"handle": vggish_model}} if vggish_model else None
@@ -74,6 +74,6 @@ class Model:
 def load_model(path: str, *, data_dir: str | None = None, trust_pickle: bool = False) -> Model:
     """Load a model file (local path or URI). With ``data_dir``, features already in that
     folder's store are reused by content hash."""
-    from .classifier import load_model_bundle
+    from genreflow.model.training import load_model_bundle
 
     return Model(load_model_bundle(path, trust_pickle=trust_pickle), data_dir)

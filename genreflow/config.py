@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from genreflow.errors import ConfigError
 
 try:
     import tomllib
@@ -73,8 +73,8 @@ class TrainConfig:
     hgb: Any = field(default_factory=lambda: _classifier_params("hgb"))
 
     def __post_init__(self) -> None:
-        from .classifiers import CLASSIFIERS
-        from .features import parse_kinds
+        from genreflow.model.classifiers import CLASSIFIERS
+        from genreflow.features import parse_kinds
 
         parse_kinds(self.features, "train.features")
         _check(self.classifier in CLASSIFIERS, "train.classifier", self.classifier, "one of " + ", ".join(CLASSIFIERS))
@@ -92,7 +92,7 @@ class TrainConfig:
 
 
 def _classifier_params(name: str) -> Any:
-    from .classifiers import default_params
+    from genreflow.model.classifiers import default_params
 
     return default_params(name)
 
@@ -133,7 +133,7 @@ class Config:
         _check(bool(self.data_dir), "data_dir", self.data_dir, "a folder path or URI")
         _check(self.workers >= 0, "workers", self.workers, "an integer >= 1 (0 = all CPUs)")
         _check(1 <= self.batch_size <= 4096, "batch_size", self.batch_size, "in [1, 4096]")
-        from .features import registered
+        from genreflow.features import registered
 
         sections = {name: self.extractors.get(name) or cls.config_class() for name, cls in registered().items()}
         object.__setattr__(self, "extractors", sections)
@@ -159,7 +159,7 @@ class Config:
     def n_workers(self) -> int:
         """Workers to use: the configured number capped at the CPUs this process may use
         (on a cluster, --address, Ray decides and the number is passed through)."""
-        from .raysession import usable_cpus  # affinity mask and cgroup quota, not the machine's count
+        from genreflow.stages.session import usable_cpus  # affinity mask and cgroup quota, not the machine's count
 
         available = usable_cpus()
         if self.address or os.environ.get("RAY_ADDRESS"):
@@ -196,7 +196,7 @@ def _build(cls: type, section: str, values: Mapping[str, Any], base: Any) -> Any
     if cls is Config:
         extractors = dict(base.extractors)
         values = dict(values)
-        from .features import registered
+        from genreflow.features import registered
 
         for name, ext_cls in registered().items():
             if name in values and values[name] is not None:
@@ -214,7 +214,7 @@ def _build(cls: type, section: str, values: Mapping[str, Any], base: Any) -> Any
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{dotted}={value!r} is invalid: must be a table (a [{dotted}] section).")
             if cls is TrainConfig:  # [train.<classifier>]: lists and numbers as the classifier wants them
-                from .classifiers import params_from_mapping
+                from genreflow.model.classifiers import params_from_mapping
 
                 changes[key] = params_from_mapping(key, {**dataclasses.asdict(known[key]), **value})
             else:

@@ -1,4 +1,4 @@
-"""Shared helpers for the tests: real audio bytes written into tmp dirs with genreflow.synth."""
+"""Shared helpers for the tests: real audio bytes written into tmp dirs with genreflow.data.synth."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreflow.synth import chord, clicks, noise, tone, write_audio
+from genreflow.data.synth import chord, clicks, noise, tone, write_audio
 
 FORMATS = ("wav", "flac", "ogg", "mp3")
 RATES = (8000, 16000, 22050, 44100, 48000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genreflow.config import load_config
-from genreflow.synth import SYNTH_GENRES, genre_clip, write_audio
+from genreflow.data.synth import SYNTH_GENRES, genre_clip, write_audio
 
 SR = 22050
 FORMATS = ("wav", "flac", "ogg", "mp3")
@@ -51,9 +51,9 @@ def mfcc_feature_set(config):
 def extract(config, kinds=("mfcc",), files=None):
     """Run one pipeline pass for ``kinds`` (Ray must be up unless nothing is pending);
     returns the reports (one per kind, in ``kinds`` order)."""
-    from genreflow.classifier import extractors_for
-    from genreflow.dataset import read_index
-    from genreflow.pipeline import execute, plan
+    from genreflow.model.training import extractors_for
+    from genreflow.data.index import read_index
+    from genreflow.stages.extract import execute, plan
 
     files = read_index(config.data_dir)["files"] if files is None else files
     return execute(config, plan(config, extractors_for(config, "+".join(kinds)), files))
@@ -64,9 +64,9 @@ def extract_in_process(config, kinds=("mfcc",), rows_per_shard: int = 10_000):
     the same code writes the same shards, so tests of training need no Ray start."""
     import numpy as np
 
-    from genreflow.classifier import extractors_for
-    from genreflow.dataset import read_index
-    from genreflow.pipeline import decode_batch, plan
+    from genreflow.model.training import extractors_for
+    from genreflow.data.index import read_index
+    from genreflow.stages.extract import decode_batch, plan
 
     extractors = extractors_for(config, "+".join(kinds))
     work = plan(config, extractors, read_index(config.data_dir)["files"])
@@ -84,7 +84,7 @@ def trained_mfcc_model(root: Path, *, per_genre: int, seconds: float, genres=SYN
     from click.testing import CliRunner
 
     from genreflow.cli import main
-    from genreflow.commands import run_index_command
+    from genreflow.cli.commands import run_index_command
 
     make_tree(root, per_genre=per_genre, seconds=seconds, genres=genres)
     toml = write_toml(root / "genreflow.toml", duration_s=seconds)

@@ -1,4 +1,4 @@
-"""genreflow.audio: validation by decoding, truncation checks on raw bytes, quiet MP3 decoding."""
+"""genreflow.data.audio: validation by decoding, truncation checks on raw bytes, quiet MP3 decoding."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from conftest import FORMATS, write_clip
-from genreflow.audio import (
+from genreflow.data.audio import (
     AudioInfo,
     inspect_audio,
     load_audio,

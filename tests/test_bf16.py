@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreflow import vggish
-from genreflow.cpuflags import bf16_flags, cpu_model, resolve_precision
+from genreflow.features import vggish_tf as vggish
+from genreflow.core.host import bf16_flags, cpu_model, resolve_precision
 from genreflow.errors import ConfigError
-from genreflow.synth import chord, noise, tone, write_audio
+from genreflow.data.synth import chord, noise, tone, write_audio
 
 SR = vggish.SAMPLE_RATE
 ROOT = Path(vggish.__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ _EMBED_CODE = """
 import sys
 import numpy as np
 import soundfile as sf
-from genreflow import vggish
+from genreflow.features import vggish_tf as vggish
 model_dir, precision, out_dir, *files = sys.argv[1:]
 model = vggish.load_model(model_dir, threads=2, precision=precision)
 for i, path in enumerate(files):
@@ -126,7 +126,7 @@ def _embed_in_subprocess(model: str, precision: str, files: list[Path], out: Pat
 @functools.lru_cache(maxsize=1)
 def _onednn_enabled() -> bool:
     """Asked in a subprocess: whether TensorFlow's oneDNN passes are on (bf16 needs them)."""
-    code = ("from genreflow.vggish import _onednn_enabled, _tf\n"
+    code = ("from genreflow.features.tf_runtime import onednn_enabled as _onednn_enabled, tf_module as _tf\n"
             "print('ONEDNN', _onednn_enabled(_tf()))")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
@@ -168,7 +168,7 @@ def test_bf16_rewrite_really_applies(fp32_and_bf16: tuple[list, list]) -> None:
 
 @pytest.mark.slow
 def test_bf16_without_onednn_is_refused(standin_model: str) -> None:
-    code = ("from genreflow import vggish\nimport sys\n"
+    code = ("from genreflow.features import vggish_tf as vggish\nimport sys\n"
             "try:\n    vggish.load_model(sys.argv[1], precision='bf16')\n"
             "except vggish.ModelLoadError as exc:\n    print('REFUSED', exc)\n")
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -231,7 +231,7 @@ def test_each_model_keeps_its_precision_in_one_process(standin_model: str) -> No
     code = textwrap.dedent("""
         import json, sys
         import numpy as np
-        from genreflow import vggish
+        from genreflow.features import vggish_tf as vggish
         wav = (0.3 * np.random.default_rng(0).standard_normal(16000 * 4)).astype(np.float32)
         bf = vggish.load_model(sys.argv[1], precision="bf16")
         fp = vggish.load_model(sys.argv[1], precision="fp32")

@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from genreflow.classifiers import (CLASSIFIERS, TUNE_GRIDS, HgbParams, LogregParams, MlpParams,
+from genreflow.model.classifiers import (CLASSIFIERS, TUNE_GRIDS, HgbParams, LogregParams, MlpParams,
                                    SvmParams, build_pipeline, clip_proba, describe, fit_pipeline, params_from_mapping,
                                    tune)
-from genreflow.modelfile import SKOPS_TRUSTED
+from genreflow.model.modelfile import SKOPS_TRUSTED
 from genreflow.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from genreflow.classifiers import TUNE_GRIDS, fit_pipeline
-from genreflow.crossval import (assign_folds, assign_repeats, cross_validate, cv_metrics_json, cv_report_text,
+from genreflow.model.classifiers import TUNE_GRIDS, fit_pipeline
+from genreflow.model.crossval import (assign_folds, assign_repeats, cross_validate, cv_metrics_json, cv_report_text,
                                 group_pattern, make_groups, most_confused, oof_rows, prediction_rows,
                                 read_group_csv)
 from genreflow.errors import ConfigError, DataError
-from genreflow.segments import KindFrames, combine_kinds, stack_clips
-from genreflow.synth import SYNTH_GENRES, genre_clip
+from genreflow.model.segments import KindFrames, combine_kinds, stack_clips
+from genreflow.data.synth import SYNTH_GENRES, genre_clip
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

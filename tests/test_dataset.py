@@ -1,4 +1,4 @@
-"""genreflow.dataset: discovery, validation reasons, labels, records, index files."""
+"""genreflow.data.index: discovery, validation reasons, labels, records, index files."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import soundfile as sf
 from conftest import write_clip, write_genre_tree
 from genreflow import __version__
 from genreflow.config import SplitConfig
-from genreflow.dataset import build_index, discover, run_index, validate_file, write_index
+from genreflow.data.index import build_index, discover, run_index, validate_file, write_index
 from genreflow.errors import DataError
-from genreflow.fs import locate
+from genreflow.core.fs import locate
 
 RECORD_KEYS = {"relpath", "genre", "label", "content_hash", "duration_s", "sample_rate", "channels", "format", "bytes"}
 

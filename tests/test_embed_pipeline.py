@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from pipeline_support import config_for, feature_set_for
 
-from genreflow.audio import load_audio
-from genreflow.commands import run_features_command, run_index_command
-from genreflow.store import feature_array, read_features
-from genreflow.synth import chord, clicks, noise, write_audio
+from genreflow.data.audio import load_audio
+from genreflow.cli.commands import run_features_command, run_index_command
+from genreflow.store.featureset import feature_array, read_features
+from genreflow.data.synth import chord, clicks, noise, write_audio
 from genreflow.testing import build_vggish_standin
 
 

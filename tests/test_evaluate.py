@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from pipeline_support import config_for, extract_in_process, make_tree, write_toml
 
-from genreflow.classifier import load_model_bundle
+from genreflow.model.training import load_model_bundle
 from genreflow.cli import main
-from genreflow.commands import run_index_command
-from genreflow.synth import SYNTH_GENRES
+from genreflow.cli.commands import run_index_command
+from genreflow.data.synth import SYNTH_GENRES
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_tune_picks_from_its_grid(store):
 
 
 def test_segment_model_predicts_the_mean_of_its_segment_probabilities(store):
-    from genreflow.predict import ClipFeatures, model_extractors
+    from genreflow.stages.predict import ClipFeatures, model_extractors
 
     root, toml = store
     cli(root, toml, "train", "--features", "mfcc+spectral", "--segment-s", "1.0")

@@ -16,14 +16,14 @@ from click.testing import CliRunner
 from pipeline_support import config_for, feature_set_for, make_tree, write_toml
 
 from genreflow import features
-from genreflow.audio import load_audio
+from genreflow.data.audio import load_audio
 from genreflow.cli import main
 from genreflow.config import check
 from genreflow.features.base import Extractor
 from genreflow.features.spectral import SpectralConfig, compute_spectral
-from genreflow.fingerprint import fingerprint
-from genreflow.store import Kind, read_features, read_table
-from genreflow.synth import SYNTH_GENRES, chord, noise, write_audio
+from genreflow.core.fingerprint import fingerprint
+from genreflow.store.featureset import Kind, read_features, read_table
+from genreflow.data.synth import SYNTH_GENRES, chord, noise, write_audio
 
 
 @dataclass(frozen=True)
@@ -112,14 +112,14 @@ def test_spectral_equals_a_direct_librosa_computation():
 def test_one_read_per_file_feeds_every_kind(tmp_path, monkeypatch, loudness):
     """decode_batch opens each file once, however many kinds it computes, and what it stores
     equals each kind computed on its own from a fresh decode at the kind's rate."""
-    from genreflow import readonce
-    from genreflow.commands import run_index_command
-    from genreflow.pipeline import decode_batch, plan
+    from genreflow.data import decode as readonce
+    from genreflow.cli.commands import run_index_command
+    from genreflow.stages.extract import decode_batch, plan
 
     make_tree(tmp_path, per_genre=2, seconds=2.0)
     config = config_for(tmp_path, 2.0)
     run_index_command(config)
-    from genreflow.dataset import read_index
+    from genreflow.data.index import read_index
 
     files = read_index(str(tmp_path))["files"]
     extractors = [features.build(k, config) for k in ("loudness", "mfcc", "spectral")]
@@ -170,10 +170,10 @@ def _sparse_wav(path: Path, seconds: float, sr: int = 22050, megabytes: int = 80
 def test_file_rewritten_during_extraction_is_never_stored_under_its_old_key(tmp_path, monkeypatch, size):
     """The file is overwritten after the decoder has read its first bytes: either the rest of
     what is hashed no longer matches (refused), or what was decoded is the old audio."""
-    from genreflow import readonce
-    from genreflow.commands import run_index_command
-    from genreflow.dataset import read_index
-    from genreflow.pipeline import decode_batch, plan
+    from genreflow.data import decode as readonce
+    from genreflow.cli.commands import run_index_command
+    from genreflow.data.index import read_index
+    from genreflow.stages.extract import decode_batch, plan
 
     make_tree(tmp_path, per_genre=2, seconds=1.0)
     victim = tmp_path / "raw" / SYNTH_GENRES[0] / "victim.wav"

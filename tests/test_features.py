@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from pipeline_support import config_for, make_tree, mfcc_feature_set
 
-from genreflow.audio import load_audio
-from genreflow.commands import run_features_command, run_index_command
+from genreflow.data.audio import load_audio
+from genreflow.cli.commands import run_features_command, run_index_command
 from genreflow.features.mfcc import compute_mfcc, valid_frames
-from genreflow.store import feature_array, read_features, read_table
-from genreflow.synth import tone, write_audio
+from genreflow.store.featureset import feature_array, read_features, read_table
+from genreflow.data.synth import tone, write_audio
 
 
 def index_and_extract(config):

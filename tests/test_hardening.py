@@ -26,11 +26,11 @@ import pytest
 
 from conftest import write_clip, write_genre_tree
 from genreflow.config import SplitConfig
-from genreflow.dataset import build_index, discover, pool_size, read_index, run_index, validate_file
+from genreflow.data.index import build_index, discover, pool_size, read_index, run_index, validate_file
 from genreflow.errors import DataError, ModelLoadError, RayStartError
-from genreflow.fs import locate, not_regular_reason, remove_stale_temps_tree
-from genreflow.raysession import usable_cpus
-from genreflow.splits import read_splits
+from genreflow.core.fs import locate, not_regular_reason, remove_stale_temps_tree
+from genreflow.stages.session import usable_cpus
+from genreflow.data.splits import read_splits
 
 CLI = [sys.executable, "-m", "genreflow"]
 
@@ -272,7 +272,7 @@ def test_workers_beyond_the_cpus_never_start_more_processes(data_dir):
 # --- 7. Ray start failures -----------------------------------------------------------------------
 RAY_PROBE = """
 import sys
-from genreflow.raysession import ray_session
+from genreflow.stages.session import ray_session
 from genreflow.errors import RayStartError
 try:
     with ray_session(sys.argv[1] or None, 1):
@@ -325,7 +325,7 @@ def test_stale_temps_are_swept_in_every_folder_genreflow_writes(tmp_path):
 # --- 9. model files ------------------------------------------------------------------------------
 def _clip_features(n_per_genre: int = 8, genres=("ambient", "chiptune", "techno")) -> tuple[np.ndarray, np.ndarray]:
     """Log band energies of real synthetic clips: a tiny, real training set."""
-    from genreflow.synth import genre_clip
+    from genreflow.data.synth import genre_clip
 
     rows, labels = [], []
     for label, genre in enumerate(genres):
@@ -346,8 +346,8 @@ def test_every_classifier_round_trips_through_a_model_file(tmp_path, name, n_gen
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from genreflow.classifiers import CLASSIFIERS
-    from genreflow.modelfile import load_model_file, save_model_file
+    from genreflow.model.classifiers import CLASSIFIERS
+    from genreflow.model.modelfile import load_model_file, save_model_file
 
     X, y = _clip_features(genres=("ambient", "chiptune", "techno")[:n_genres])
     spec = CLASSIFIERS[name]
@@ -376,7 +376,7 @@ class _Payload:
 def test_a_malicious_pickle_model_never_runs_without_trust_pickle(tmp_path, data_dir):
     import joblib
 
-    from genreflow.modelfile import PickleModelWarning, load_model_file
+    from genreflow.model.modelfile import PickleModelWarning, load_model_file
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "classifier_model.pkl"
@@ -404,7 +404,7 @@ def test_an_old_joblib_model_loads_only_when_trusted(tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from genreflow.modelfile import PickleModelWarning, load_model_file
+    from genreflow.model.modelfile import PickleModelWarning, load_model_file
 
     X, y = _clip_features()
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
@@ -431,7 +431,7 @@ def test_files_that_are_not_genreflow_models_are_one_clear_error(tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    from genreflow.modelfile import load_model_file, save_model_file
+    from genreflow.model.modelfile import load_model_file, save_model_file
 
     X, y = _clip_features()
     good = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
@@ -464,7 +464,7 @@ def test_files_that_are_not_genreflow_models_are_one_clear_error(tmp_path):
 
 # --- 10. store integrity -------------------------------------------------------------------------
 def _feature_set(data_dir: Path, n_mfcc: int = 20):
-    from genreflow.store import FeatureSet
+    from genreflow.store.featureset import FeatureSet
 
     params = {"sample_rate": 22050, "duration_s": 3.0, "n_mfcc": n_mfcc}
     return FeatureSet.create(str(data_dir), "mfcc", 1, params)
@@ -474,8 +474,8 @@ def _write_shards(fset, n_shards: int = 3, rows: int = 8, seed: int = 0,
                   only: set[int] | None = None) -> dict[str, list[str]]:
     """Shards of real audio frames (n_mfcc x 400 float32 per row); returns shard path -> keys.
     ``only`` writes just those shard numbers again (what a rerun recomputes)."""
-    from genreflow.store import shard_table, write_shard
-    from genreflow.synth import noise
+    from genreflow.store.featureset import shard_table, write_shard
+    from genreflow.data.synth import noise
 
     rows_of = fset.kind.shape_columns
     assert rows_of[0].startswith("n_")  # mfcc: (n_mfcc, n_frames)
@@ -499,8 +499,8 @@ def _all_keys(shards: dict[str, list[str]]) -> set[str]:
 
 
 def test_a_truncated_shard_is_quarantined_and_its_keys_count_as_missing(tmp_path):
-    from genreflow.integrity import QuarantineWarning
-    from genreflow.store import read_table, stored_keys
+    from genreflow.store.integrity import QuarantineWarning
+    from genreflow.store.featureset import read_table, stored_keys
 
     fset = _feature_set(tmp_path)
     shards = _write_shards(fset)
@@ -532,8 +532,8 @@ def _random_bytes_in_the_middle(path: str, seed: int, n: int = 2000) -> None:
 
 
 def test_random_bytes_inside_a_value_column_are_caught_by_the_first_full_read(tmp_path):
-    from genreflow.integrity import QuarantineWarning
-    from genreflow.store import read_table, stored_keys
+    from genreflow.store.integrity import QuarantineWarning
+    from genreflow.store.featureset import read_table, stored_keys
 
     fset = _feature_set(tmp_path)
     shards = _write_shards(fset)
@@ -555,8 +555,8 @@ def test_random_bytes_inside_a_value_column_are_caught_by_the_first_full_read(tm
 
 
 def test_a_shard_from_another_feature_set_is_quarantined(tmp_path):
-    from genreflow.integrity import QuarantineWarning
-    from genreflow.store import read_table, stored_keys
+    from genreflow.store.integrity import QuarantineWarning
+    from genreflow.store.featureset import read_table, stored_keys
 
     mine, other = _feature_set(tmp_path, n_mfcc=20), _feature_set(tmp_path, n_mfcc=13)
     shards = _write_shards(mine, n_shards=2)
@@ -573,7 +573,7 @@ def test_a_shard_from_another_feature_set_is_quarantined(tmp_path):
 
 
 def test_verify_store_reads_everything_and_reports(tmp_path):
-    from genreflow.integrity import verify_store
+    from genreflow.store.integrity import verify_store
 
     fset = _feature_set(tmp_path)
     shards = _write_shards(fset)
@@ -595,7 +595,7 @@ def test_verify_store_reads_everything_and_reports(tmp_path):
 def test_shards_written_before_checksums_still_read(tmp_path):
     import pyarrow.parquet as pq
 
-    from genreflow.store import read_table
+    from genreflow.store.featureset import read_table
 
     fset = _feature_set(tmp_path)
     shards = _write_shards(fset, n_shards=1)

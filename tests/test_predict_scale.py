@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from pipeline_support import config_for, extract_in_process, make_tree, trained_mfcc_model
 
 from genreflow.cli import main
-from genreflow.commands import run_index_command
-from genreflow.synth import SYNTH_GENRES, genre_clip, write_audio
+from genreflow.cli.commands import run_index_command
+from genreflow.data.synth import SYNTH_GENRES, genre_clip, write_audio
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def new_clips(folder: Path, n: int, seconds: float = 2.0) -> list[Path]:
 
 
 def test_training_on_many_shards_equals_training_on_one(tmp_path):
-    from genreflow.classifier import fit, load_dataset
+    from genreflow.model.training import fit, load_dataset
 
     import shutil
 
@@ -101,7 +101,7 @@ def test_a_killed_predict_leaves_a_readable_prefix(trained, tmp_path, suffix):
 
 @pytest.mark.slow
 def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_local, monkeypatch):
-    from genreflow import predict
+    from genreflow.stages import predict as predict
 
     monkeypatch.setitem(predict.IN_PROCESS_MAX, "cpu", 4)  # 12 files take the Ray path (256 by default)
     root, toml = trained

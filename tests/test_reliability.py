@@ -25,9 +25,9 @@ import pytest
 import soundfile as sf
 from pipeline_support import config_for, feature_set_for, make_tree, mfcc_feature_set
 
-from genreflow.commands import run_features_command, run_index_command
-from genreflow.store import read_table
-from genreflow.synth import noise, tone, write_audio
+from genreflow.cli.commands import run_features_command, run_index_command
+from genreflow.store.featureset import read_table
+from genreflow.data.synth import noise, tone, write_audio
 
 CLI = [sys.executable, "-m", "genreflow"]
 
@@ -125,12 +125,12 @@ def test_two_runs_at_once_on_one_data_dir(tmp_path):
     assert set(raw_keys) == expected  # every key at least once on disk...
     table = read_table(mfcc_feature_set(config_for(tmp_path, 2.0)))
     assert sorted(table.column("content_hash").to_pylist()) == sorted(expected)  # ...exactly once when read
-    from genreflow.splits import read_splits
+    from genreflow.data.splits import read_splits
 
     splits = read_splits(str(tmp_path))  # whole, and covering every indexed file exactly once
     assert sorted(splits["train"] + splits["val"]) == sorted(f["relpath"] for f in index["files"])
     assert splits["val"] and not set(splits["train"]) & set(splits["val"])
-    from genreflow.classifier import load_model_bundle
+    from genreflow.model.training import load_model_bundle
 
     assert load_model_bundle(str(tmp_path / "processed" / "classifier_model.zip")).features == "mfcc"
     assert not [n for n in os.listdir(tmp_path / "processed") if n.startswith(".tmp-")]

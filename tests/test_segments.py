@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from genreflow.errors import ConfigError, DataError
-from genreflow.pooling import pool_frames
-from genreflow.segments import (KindFrames, combine_kinds, frame_range, pool_ranges, pool_segments, pool_times,
+from genreflow.model.pooling import pool_frames
+from genreflow.model.segments import (KindFrames, combine_kinds, frame_range, pool_ranges, pool_segments, pool_times,
                                 pool_window, segment_bounds, segment_times, shared_seconds, stack_clips,
                                 window_frames)
-from genreflow.synth import genre_clip
+from genreflow.data.synth import genre_clip
 
 
 def _frames(t: int, d: int, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""genreflow.splits: stratified, reproducible, duplicate-safe train/val splits."""
+"""genreflow.data.splits: stratified, reproducible, duplicate-safe train/val splits."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from conftest import write_clip, write_genre_tree
 from genreflow.config import SplitConfig
-from genreflow.dataset import run_index
-from genreflow.splits import make_splits, splits_json
+from genreflow.data.index import run_index
+from genreflow.data.splits import make_splits, splits_json
 
 
 def records(counts: dict[str, int], dup_sizes: dict[str, list[int]] | None = None) -> list[dict]:

@@ -55,7 +55,7 @@ def _launcher() -> list[str]:
 def _env(**extra: str) -> dict[str, str]:
     """The test process's environment without anything that would quiet (or route) the child
     for it: genreflow must set its own defaults, and start its own local Ray."""
-    from genreflow.console import QUIET_ENV
+    from genreflow.core.console import QUIET_ENV
 
     env = {k: v for k, v in os.environ.items()
            if k not in QUIET_ENV and k not in ("GENREFLOW_VERBOSE", "RAY_ADDRESS", "PYTHONWARNINGS")}

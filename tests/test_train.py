@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from pipeline_support import make_tree, write_toml
 
-from genreflow.classifier import load_model_bundle
+from genreflow.model.training import load_model_bundle
 from genreflow.cli import main
-from genreflow.pooling import pool_frames
-from genreflow.synth import SYNTH_GENRES, write_audio
+from genreflow.model.pooling import pool_frames
+from genreflow.data.synth import SYNTH_GENRES, write_audio
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_demo_falls_back_to_mfcc_loudly(tmp_path):
 
 
 def test_demo_set_is_deterministic(tmp_path):
-    from genreflow.demo import write_demo_set
+    from genreflow.data.demo import write_demo_set
 
     write_demo_set(str(tmp_path / "a"), clips_per_genre=2, seconds=1.0)
     write_demo_set(str(tmp_path / "b"), clips_per_genre=2, seconds=1.0)
@@ -144,7 +144,7 @@ def test_demo_set_is_deterministic(tmp_path):
 def test_accuracy_is_high_and_metrics_agree_with_scikit_learn(trained):
     from sklearn.metrics import accuracy_score, confusion_matrix
 
-    from genreflow.classifier import load_dataset
+    from genreflow.model.training import load_dataset
     from genreflow.config import load_config
 
     root, toml, _ = trained
@@ -159,7 +159,7 @@ def test_accuracy_is_high_and_metrics_agree_with_scikit_learn(trained):
 
 
 def test_saved_model_predicts_a_held_out_file_in_a_fresh_process(trained, tmp_path):
-    from genreflow.synth import genre_clip
+    from genreflow.data.synth import genre_clip
 
     root, toml, _ = trained
     held_out = {}

@@ -17,11 +17,11 @@ from pipeline_support import config_for, make_tree, trained_mfcc_model, write_to
 
 from genreflow import features
 from genreflow.cli import main
-from genreflow.commands import run_index_command
+from genreflow.cli.commands import run_index_command
 from genreflow.config import check
 from genreflow.features.base import Extractor
-from genreflow.store import Kind
-from genreflow.synth import SYNTH_GENRES
+from genreflow.store.featureset import Kind
+from genreflow.data.synth import SYNTH_GENRES
 
 
 @pytest.fixture
@@ -97,9 +97,9 @@ class NanExtractor(Extractor):
 
 
 def test_nan_features_are_failures_never_stored(tmp_path):
-    from genreflow.dataset import read_index
-    from genreflow.pipeline import decode_batch, plan
-    from genreflow.store import stored_keys
+    from genreflow.data.index import read_index
+    from genreflow.stages.extract import decode_batch, plan
+    from genreflow.store.featureset import stored_keys
 
     features.register(NanExtractor)
     try:
@@ -139,7 +139,7 @@ def test_an_old_pickle_model_loads_only_when_trusted(trained, tmp_path_factory):
     """A genreflow 0.1 model file (joblib dict) predicts with --trust-pickle, refused without."""
     import joblib
 
-    from genreflow.classifier import load_model_bundle
+    from genreflow.model.training import load_model_bundle
 
     root, toml = trained
     bundle = load_model_bundle(str(root / "processed" / "classifier_model.zip"))

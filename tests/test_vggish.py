@@ -1,4 +1,4 @@
-"""genreflow.vggish against a locally built VGGish stand-in (no network, no mocks)."""
+"""genreflow.features.vggish_tf against a locally built VGGish stand-in (no network, no mocks)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreflow import vggish
+from genreflow.features import vggish_tf as vggish
 from genreflow.errors import ModelLoadError
 from genreflow.testing import build_vggish_standin
 
@@ -34,7 +34,7 @@ def test_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, genreflow.vggish; print('tensorflow' in sys.modules)"
+    code = "import sys, genreflow.features.vggish_tf; print('tensorflow' in sys.modules)"
     root = Path(vggish.__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"

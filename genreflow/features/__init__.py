@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Extractor
+from genreflow.errors import ConfigError
+from genreflow.features.base import Extractor
 
 _MODULES = {
     "mfcc": "genreflow.features.mfcc:MfccExtractor",
@@ -63,7 +63,7 @@ def build(name: str, config: Any) -> Extractor:
 
 def from_recipe(recipe: dict[str, Any]) -> Extractor:
     """Rebuild an extractor from a saved model's recipe; refuse another version's values."""
-    from ..config import AudioConfig, build_section
+    from genreflow.config import AudioConfig, build_section
 
     known = registered()
     name = recipe.get("name")

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..config import AudioConfig
-from ..fingerprint import fingerprint
-from ..store import FeatureSet, Kind
+from genreflow.config import AudioConfig
+from genreflow.core.fingerprint import fingerprint
+from genreflow.store.featureset import FeatureSet, Kind
 
 
 class Extractor:

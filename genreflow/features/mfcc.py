@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check
-from ..store import Kind
-from .base import HopExtractor, valid_frames
+from genreflow.config import check
+from genreflow.store.featureset import Kind
+from genreflow.features.base import HopExtractor, valid_frames
 
 __all__ = ["MfccConfig", "MfccExtractor", "compute_mfcc", "valid_frames"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check
-from ..store import Kind
-from .base import HopExtractor
+from genreflow.config import check
+from genreflow.store.featureset import Kind
+from genreflow.features.base import HopExtractor
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """VGGish embeddings: frozen TensorFlow Hub model, 16 kHz waveform in, one 128-d row per 0.96 s.
 
-The model runs in Ray actors (``uses_model``), loaded once per actor; ``genreflow.vggish``
+The model runs in Ray actors (``uses_model``), loaded once per actor; ``genreflow.features.vggish_tf``
 holds the TensorFlow side (loading, the call, batching). Precision ``auto`` resolves once,
 in the driver, from the CPU's bf16 flags, and the resolved value enters the fingerprint, so
 one feature set never mixes fp32 and bf16 rows.
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import check
-from ..store import Kind
-from ..vggish import DEFAULT_HANDLE, FRAME_SECONDS, SAMPLE_RATE
-from .base import Extractor
+from genreflow.config import check
+from genreflow.store.featureset import Kind
+from genreflow.features.vggish_tf import DEFAULT_HANDLE, FRAME_SECONDS, SAMPLE_RATE
+from genreflow.features.base import Extractor
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -42,7 +42,7 @@ def model_identity(handle: str) -> str:
     """What names the model in fingerprints: a URL names a published, immutable version; a local
     folder is named by a sha256 of its graph and weights index (so moving or copying it keeps
     the identity, and new weights in place change it)."""
-    from ..vggish import _check_local, _is_remote
+    from genreflow.features.vggish_tf import _check_local, _is_remote
 
     if _is_remote(handle):
         return handle
@@ -77,7 +77,7 @@ class VggishExtractor(Extractor):
     @property
     def precision(self) -> str:
         """The resolved precision (``auto`` is resolved here if ``resolved()`` was not called)."""
-        from ..cpuflags import resolve_precision
+        from genreflow.core.host import resolve_precision
 
         return resolve_precision(self.config.precision)
 
@@ -85,23 +85,23 @@ class VggishExtractor(Extractor):
         return type(self)(dataclasses.replace(self.config, precision=self.precision), self.audio)
 
     def check(self) -> None:
-        from ..vggish import check_handle
+        from genreflow.features.vggish_tf import check_handle
 
         check_handle(self.config.handle)
 
     def load(self, threads: int) -> Any:
-        from ..vggish import load_model
+        from genreflow.features.vggish_tf import load_model
 
         return load_model(self.config.handle, threads=threads, precision=self.precision)
 
     def compute(self, state: Any, waveform: np.ndarray, n_valid: int) -> tuple[np.ndarray, int]:
-        from ..vggish import embed_waveform
+        from genreflow.features.vggish_tf import embed_waveform
 
         return embed_waveform(state, np.clip(waveform, -1.0, 1.0), n_valid)
 
     def compute_many(self, state: Any, waveforms: list[np.ndarray], n_valid: list[int]) -> list[tuple[np.ndarray, int]]:
         """Several clips per model call (each padded so its rows equal a call of its own)."""
-        from ..vggish import embed_batch
+        from genreflow.features.vggish_tf import embed_batch
 
         out: list[tuple[np.ndarray, int]] = []
         step = self.config.clips_per_call

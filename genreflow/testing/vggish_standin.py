@@ -1,7 +1,7 @@
 """A SavedModel with VGGish's exact call signature, built locally for tests and benchmarks.
 
 The real VGGish needs a download; tests and offline benchmarks need something that
-`tensorflow_hub.load` and `genreflow.vggish.load_model` accept the same way. The
+`tensorflow_hub.load` and `genreflow.features.vggish_tf.load_model` accept the same way. The
 stand-in copies VGGish's input contract and log-mel front end exactly, so row counts,
 padding and shapes behave as with the real model, but its network has random weights:
 its embeddings carry no VGGish-quality information and must never be used as features.

@@ -25,10 +25,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .fs import Location, atomic_write_text, exists, list_files, makedirs, read_bytes, remove_stale_temps_tree
+from genreflow.core.fs import Location, atomic_write_text, exists, list_files, makedirs, read_bytes, remove_stale_temps_tree
 
 QUARANTINE = "_quarantine"
-FINGERPRINT_KEY = b"genreflow.fingerprint"
+FINGERPRINT_KEY = b"genreflow.core.fingerprint"
 
 
 class QuarantineWarning(UserWarning):
@@ -216,7 +216,7 @@ class StoreReport:
         if self.ok:
             out.append("store OK")
         else:
-            from .store import make_command
+            from genreflow.store.featureset import make_command
 
             kinds = sorted({check.kind for check in self.feature_sets if check.quarantined})
             commands = " and ".join(f"`{make_command(kind, self.data_dir)}`" for kind in kinds)
@@ -230,9 +230,9 @@ class StoreReport:
 def verify_store(data_dir: str) -> StoreReport:
     """Read every shard of every feature set in full (checksums included) and quarantine the
     damaged ones; also removes temp files of dead writers. Safe to run beside other commands."""
-    from .errors import DataError
-    from .layout import Layout
-    from .store import list_feature_sets, open_feature_set
+    from genreflow.errors import DataError
+    from genreflow.core.layout import Layout
+    from genreflow.store.featureset import list_feature_sets, open_feature_set
 
     store = Layout.of(data_dir).store
     report = StoreReport(data_dir)

@@ -21,9 +21,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .classifiers import Params, clip_proba, describe, fit_pipeline, spec
-from .classifiers import tune as tune_params
-from .errors import ConfigError, DataError
+from genreflow.model.classifiers import Params, clip_proba, describe, fit_pipeline, spec
+from genreflow.model.classifiers import tune as tune_params
+from genreflow.errors import ConfigError, DataError
 
 
 def make_groups(relpaths: Sequence[str], content_hashes: Sequence[str],
@@ -387,8 +387,8 @@ def most_confused(confusion: np.ndarray, genres: Sequence[str], top: int = 3) ->
 
 def cv_report_text(metrics: Mapping[str, Any]) -> str:
     """Console summary of ``cv_metrics_json``: mean ± std, per-genre table, confusion, top confusions."""
-    from .reports import confusion_text
-    from .tables import format_table
+    from genreflow.model.reports import confusion_text
+    from genreflow.core.tables import format_table
 
     def pm(mean: float | None, std: float | None) -> str:
         return "-" if mean is None else f"{mean:.3f} ± {std:.3f}"

@@ -27,13 +27,13 @@ from typing import Any
 
 from pyarrow.fs import FileType
 
-from . import __version__
-from .audio import EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
-from .errors import AudioDecodeError
-from .discovery import Discovery, discover
-from .fs import (Location, atomic_write_bytes, atomic_write_text, iter_chunks, not_regular_reason, open_input,
+from genreflow import __version__
+from genreflow.data.audio import EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
+from genreflow.errors import AudioDecodeError
+from genreflow.data.discovery import Discovery, discover
+from genreflow.core.fs import (Location, atomic_write_bytes, atomic_write_text, iter_chunks, not_regular_reason, open_input,
                  remove_stale_temps_tree)
-from .layout import Layout
+from genreflow.core.layout import Layout
 
 INDEX_COLUMNS = ("relpath", "genre", "label", "content_hash", "duration_s", "sample_rate", "channels", "format", "bytes")
 
@@ -108,7 +108,7 @@ def _unreadable_reason(loc: Location, exc: OSError) -> str:
 
 def _previous_records(layout: Layout) -> dict[str, dict[str, Any]]:
     """relpath -> record of the index this genreflow version wrote last ({} if none or unreadable)."""
-    from .fs import exists, read_text
+    from genreflow.core.fs import exists, read_text
 
     try:
         if not exists(layout.index_json):
@@ -125,7 +125,7 @@ def pool_size(workers: int, n_tasks: int, *, processes: bool = True) -> int:
     """Workers worth starting: never more than tasks, and for processes never more than the
     usable CPUs (``--workers 64`` on 2 cores would start 64 interpreters for nothing). Threads
     waiting on a remote filesystem may exceed the CPUs, up to 4 per CPU."""
-    from .raysession import usable_cpus
+    from genreflow.stages.session import usable_cpus
 
     limit = usable_cpus() * (1 if processes else 4)
     return max(1, min(workers, n_tasks, limit))
@@ -136,12 +136,12 @@ def _validate_all(raw: Location, relpaths: list[str], workers: int,
                   ) -> list[dict[str, Any]]:
     """Validate every candidate with a progress bar: Ray tasks near the data on a cluster
     (``address``), else a local process pool (threads for remote files)."""
-    from .console import Progress
+    from genreflow.core.console import Progress
 
     known = [(previous or {}).get(rel) for rel in relpaths]
     with Progress(len(relpaths), "validate", "file") as progress:
         if address:
-            from .pipeline import validate_on_ray
+            from genreflow.stages.extract import validate_on_ray
 
             results = validate_on_ray(raw, relpaths, known, address, workers, progress.update)
         else:
@@ -280,7 +280,7 @@ def index_table(index: dict[str, Any]):
 def read_index(data_dir: str) -> dict[str, Any]:
     """Load dataset_index.json; a missing, cut-short or incomplete one is one DataError line
     naming the command that rewrites it."""
-    from .jsonfiles import read_json
+    from genreflow.core.jsonfiles import read_json
 
     def check(doc: dict[str, Any]) -> str | None:
         if not isinstance(doc["genres"], dict) or not isinstance(doc["invalid"], list):
@@ -298,7 +298,7 @@ def run_index(data_dir: str, workers: int, split_config, address: str | None = N
     """Index, split and write everything; return the index and splits for the summary."""
     import warnings
 
-    from .splits import make_splits, splits_json
+    from genreflow.data.splits import make_splits, splits_json
 
     layout = Layout.of(data_dir)
     index = build_index(data_dir, workers, address)

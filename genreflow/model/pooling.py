@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .store import FeatureSet, Kind, iter_batches
+from genreflow.store.featureset import FeatureSet, Kind, iter_batches
 
 
 def pool_frames(frames: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -101,7 +101,7 @@ def clip_rows(sets: Sequence[tuple[FeatureSet, float]], wanted: set[str] | None,
     ``segment_s`` seconds with 50 % overlap, aligned in time across kinds (so every kind gives
     the same number of segments), each row a segment.
     """
-    from .segments import pool_times, segment_times, shared_seconds
+    from genreflow.model.segments import pool_times, segment_times, shared_seconds
 
     times: dict[str, list] = {}
     if segment_s is not None:

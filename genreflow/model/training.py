@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .config import Config
-from .errors import DataError, ModelLoadError
-from .features import Extractor, build, parse_kinds
-from .layout import Layout
-from .store import make_command
+from genreflow import __version__
+from genreflow.config import Config
+from genreflow.errors import DataError, ModelLoadError
+from genreflow.features import Extractor, build, parse_kinds
+from genreflow.core.layout import Layout
+from genreflow.store.featureset import make_command
 
 MODEL_FORMAT = "genreflow-model/1"
 
@@ -92,9 +92,9 @@ def _missing_hint(config: Config, extractor: Extractor, fp: str) -> str:
 def load_dataset(config: Config, extractors: list[Extractor] | None = None) -> Dataset:
     """Join the index, the splits and every feature set the model needs, pooling shard by shard
     (memory grows with clips x pooled dimensions, not with frames)."""
-    from .dataset import read_index
-    from .pooling import clip_rows
-    from .splits import read_splits
+    from genreflow.data.index import read_index
+    from genreflow.model.pooling import clip_rows
+    from genreflow.data.splits import read_splits
 
     index = read_index(config.data_dir)
     val = set(read_splits(config.data_dir)["val"])
@@ -129,8 +129,8 @@ def fit(data: Dataset, config: Config, clips: np.ndarray | None = None):
     """Fit the configured classifier (scaler inside) on the rows of the train clips only;
     with ``train.tune`` first pick its hyperparameters by inner cross-validation.
     Returns (fitted pipeline, the params used)."""
-    from .classifiers import fit_pipeline, tune
-    from .crossval import make_groups
+    from genreflow.model.classifiers import fit_pipeline, tune
+    from genreflow.model.crossval import make_groups
 
     train = ~data.is_val if clips is None else clips
     present = np.unique(data.y[train])
@@ -149,7 +149,7 @@ def fit(data: Dataset, config: Config, clips: np.ndarray | None = None):
 
 def clip_probabilities(model, data: Dataset, clips: np.ndarray) -> np.ndarray:
     """[shape=(clips.sum(), n_genres)]: each clip's mean segment probability, in clip order."""
-    from .classifiers import clip_proba
+    from genreflow.model.classifiers import clip_proba
 
     rows = data.rows_of(clips)
     _, proba = clip_proba(model, data.X[rows], data.clip_ids[rows], len(data.genres))  # clips in index order
@@ -184,7 +184,7 @@ def evaluate(model, data: Dataset) -> dict[str, Any]:
 def make_bundle(model, params, data: Dataset, config: Config, extractors: list[Extractor]) -> ModelBundle:
     import sklearn
 
-    from .classifiers import describe
+    from genreflow.model.classifiers import describe
 
     return ModelBundle(
         pipeline=model, genres=data.genres, features="+".join(e.name for e in extractors),
@@ -210,7 +210,7 @@ def legacy_meta(meta: Any) -> Any:
 
 def save_model(bundle: ModelBundle, config: Config) -> dict[str, Any]:
     """Write the model file (skops + JSON, atomically); returns its metadata."""
-    from .modelfile import save_model_file
+    from genreflow.model.modelfile import save_model_file
 
     save_model_file(Layout.of(config.data_dir).model, bundle.pipeline, bundle.meta())
     return bundle.meta()
@@ -218,8 +218,8 @@ def save_model(bundle: ModelBundle, config: Config) -> dict[str, Any]:
 
 def load_model_bundle(path: str, trust_pickle: bool = False) -> ModelBundle:
     """Load a saved model (local path or URI), or say how to make one."""
-    from .fs import exists, locate
-    from .modelfile import load_model_file
+    from genreflow.core.fs import exists, locate
+    from genreflow.model.modelfile import load_model_file
 
     if not exists(locate(path)):
         raise ModelLoadError(f"No classifier at {path}: run `genreflow train` (or `genreflow run`) first, "

@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from .errors import AudioDecodeError
+from genreflow.errors import AudioDecodeError
 
 EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg")
 BLOCK_FRAMES = 1 << 16

@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict
 from typing import Any, Iterable, Sequence
 
-from .errors import ConfigError
+from genreflow.errors import ConfigError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
@@ -63,7 +63,7 @@ class ResultWriter:
         if self.fmt == "parquet":
             import pandas as pd
 
-            from .fs import atomic_write_bytes, locate
+            from genreflow.core.fs import atomic_write_bytes, locate
 
             frame = pd.read_json(self.stream_path, lines=True, dtype=False) if self.rows else \
                 pd.DataFrame(columns=["path", "genre", "probability", *self.genres, "error", "cached"])
@@ -75,7 +75,7 @@ class ResultWriter:
 
 def format_predictions(results: list, genres: list[str], fmt: str) -> str:
     """table (top genre), csv (one probability column per genre) or json (a list of objects)."""
-    from .tables import format_table
+    from genreflow.core.tables import format_table
 
     if fmt == "json":
         return json.dumps([asdict(r) for r in results], indent=2)

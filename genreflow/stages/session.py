@@ -6,7 +6,7 @@ import contextlib
 import os
 from typing import Iterator
 
-from .errors import RayStartError
+from genreflow.errors import RayStartError
 
 
 @contextlib.contextmanager
@@ -24,7 +24,7 @@ def ray_session(address: str | None, workers: int) -> Iterator[None]:
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    from .console import ray_logging_level
+    from genreflow.core.console import ray_logging_level
 
     kwargs = {"logging_level": ray_logging_level(), "log_to_driver": True}
     try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-from .errors import ConfigError
-from .layout import Layout
-from .synth import SYNTH_GENRES, genre_clip, write_audio
+from genreflow.errors import ConfigError
+from genreflow.core.layout import Layout
+from genreflow.data.synth import SYNTH_GENRES, genre_clip, write_audio
 
 DEMO_RATE = 22050
 FORMAT_CYCLE = ("wav", "flac", "ogg", "mp3")

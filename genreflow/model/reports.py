@@ -6,8 +6,8 @@ import io
 import json
 from typing import Any
 
-from .fs import Location, atomic_write_bytes, atomic_write_text
-from .tables import format_table
+from genreflow.core.fs import Location, atomic_write_bytes, atomic_write_text
+from genreflow.core.tables import format_table
 
 
 def per_genre_table(metrics: dict[str, Any]) -> str:

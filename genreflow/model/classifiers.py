@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from genreflow.errors import ConfigError, DataError
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .config import Config
+from genreflow.config import Config
 
 
 def run_index_command(config: Config) -> dict:
     """Index + split, then print the per-genre summary and where files went."""
-    from .dataset import run_index, summary_rows
-    from .layout import Layout
-    from .tables import format_table
+    from genreflow.data.index import run_index, summary_rows
+    from genreflow.core.layout import Layout
+    from genreflow.core.tables import format_table
 
     import os
 
@@ -43,11 +43,11 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
     print the counts; exits non-zero (DataError) when every pending file failed."""
     import contextlib
 
-    from .classifier import extractors_for
-    from .dataset import read_index
-    from .errors import DataError
-    from .pipeline import execute, plan
-    from .raysession import ray_session
+    from genreflow.model.training import extractors_for
+    from genreflow.data.index import read_index
+    from genreflow.errors import DataError
+    from genreflow.stages.extract import execute, plan
+    from genreflow.stages.session import ray_session
 
     files = read_index(config.data_dir)["files"]
     extractors = extractors_for(config, "+".join(kinds))
@@ -77,13 +77,13 @@ def run_train_command(config: Config) -> dict:
     """Train on the train split, evaluate on val, save the model and reports, print the results."""
     import json
 
-    from .classifier import evaluate, extractors_for, fit, load_dataset, make_bundle, save_model
-    from .crossval import most_confused
-    from .errors import DataError
-    from .evaluation import write_val_predictions
-    from .fs import atomic_write_text, remove_stale_temps_tree
-    from .layout import Layout
-    from .reports import report_text, write_reports
+    from genreflow.model.training import evaluate, extractors_for, fit, load_dataset, make_bundle, save_model
+    from genreflow.model.crossval import most_confused
+    from genreflow.errors import DataError
+    from genreflow.stages.evaluate import write_val_predictions
+    from genreflow.core.fs import atomic_write_text, remove_stale_temps_tree
+    from genreflow.core.layout import Layout
+    from genreflow.model.reports import report_text, write_reports
 
     layout = Layout.of(config.data_dir)
     remove_stale_temps_tree(layout.processed)
@@ -119,8 +119,8 @@ def run_train_command(config: Config) -> dict:
 
 def run_evaluate_command(config: Config) -> dict:
     """K-fold cross-validation of the configured features and classifier; writes reports/cv/."""
-    from .crossval import cv_report_text
-    from .evaluation import run_cross_validation
+    from genreflow.model.crossval import cv_report_text
+    from genreflow.stages.evaluate import run_cross_validation
 
     def progress(repeat: int, fold: int, accuracy: float) -> None:
         click.echo(f"  repeat {repeat + 1} fold {fold + 1}: accuracy {accuracy:.3f}", err=True)
@@ -138,15 +138,15 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
                         overrides: dict | None = None, trust_pickle: bool = False, out: str | None = None) -> list:
     """Predict every file with the model's own extractors; print them, or stream them to ``out``
     (CSV/JSONL/Parquet) as they come. Exit status 1 (by the CLI) if any file could not be read."""
-    from .classifier import load_model_bundle
-    from .layout import Layout
-    from .outputs import ResultWriter, format_predictions
-    from .predict import model_extractors, predict_stream
+    from genreflow.model.training import load_model_bundle
+    from genreflow.core.layout import Layout
+    from genreflow.cli.outputs import ResultWriter, format_predictions
+    from genreflow.stages.predict import model_extractors, predict_stream
 
     bundle = load_model_bundle(model_path or Layout.model_uri(config.data_dir), trust_pickle=trust_pickle)
     extractors = model_extractors(bundle, overrides)
-    from .console import Progress
-    from .predict import collect_paths
+    from genreflow.core.console import Progress
+    from genreflow.stages.predict import collect_paths
 
     results: list = []
     writer = ResultWriter(out, bundle.genres) if out else None
@@ -179,8 +179,8 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
     training runs later as its own job (jobs/train.py = `genreflow train`).
     """
-    from .classifier import extractors_for
-    from .features import parse_kinds
+    from genreflow.model.training import extractors_for
+    from genreflow.features import parse_kinds
 
     kinds = sorted(set(["mfcc"] + parse_kinds(config.train.features)))
     for extractor in extractors_for(config, "+".join(kinds)):
@@ -203,12 +203,12 @@ def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) 
     """
     import dataclasses
 
-    from .demo import write_demo_set
-    from .errors import ModelLoadError
+    from genreflow.data.demo import write_demo_set
+    from genreflow.errors import ModelLoadError
 
     written = write_demo_set(config.data_dir, clips_per_genre=clips_per_genre, seconds=clip_seconds)
     click.echo(f"demo set: {written['total']} clips in {written['raw']} ({written['new']} written now)")
-    from .classifier import extractors_for
+    from genreflow.model.training import extractors_for
 
     models = [e for e in extractors_for(config) if e.uses_model]
     if models:
@@ -227,13 +227,13 @@ def run_status_command(config: Config) -> dict:
     """What a data folder holds: index, splits, every feature set (current or not), model, accuracy."""
     import json
 
-    from .dataset import read_index
-    from .features import build, registered
-    from .fs import exists, read_text
-    from .layout import Layout
-    from .splits import read_splits
-    from .store import list_feature_sets, open_feature_set, stored_keys
-    from .tables import format_table
+    from genreflow.data.index import read_index
+    from genreflow.features import build, registered
+    from genreflow.core.fs import exists, read_text
+    from genreflow.core.layout import Layout
+    from genreflow.data.splits import read_splits
+    from genreflow.store.featureset import list_feature_sets, open_feature_set, stored_keys
+    from genreflow.core.tables import format_table
 
     layout = Layout.of(config.data_dir)
     index = read_index(config.data_dir)

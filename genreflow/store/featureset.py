@@ -14,12 +14,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import __version__
-from .errors import DataError
-from .fingerprint import fingerprint, is_fingerprint, shard_name
-from .fs import Location, atomic_write_bytes, atomic_write_text, exists, list_files, read_text
-from .jsonfiles import read_json
-from .layout import Layout
+from genreflow import __version__
+from genreflow.errors import DataError
+from genreflow.core.fingerprint import fingerprint, is_fingerprint, shard_name
+from genreflow.core.fs import Location, atomic_write_bytes, atomic_write_text, exists, list_files, read_text
+from genreflow.core.jsonfiles import read_json
+from genreflow.core.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Kind:
 
 def kind_of(name: str) -> Kind:
     """The storage layout of a registered extractor, or one clear error naming the choices."""
-    from .features import registered
+    from genreflow.features import registered
 
     extractors = registered()
     if name not in extractors:
@@ -100,14 +100,14 @@ def write_shard(fset: FeatureSet, table, extra_metadata: Mapping[str, str] | Non
     import pyarrow.parquet as pq
 
     metadata = {
-        "genreflow.fingerprint": fset.fingerprint,
+        "genreflow.core.fingerprint": fset.fingerprint,
         "genreflow.params": json.dumps(fset.params, sort_keys=True),
         "genreflow.versions": json.dumps(_versions(), sort_keys=True),
         **(extra_metadata or {}),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     sink = pa.BufferOutputStream()
-    # page checksums let every reader tell a damaged shard from a good one (genreflow.integrity)
+    # page checksums let every reader tell a damaged shard from a good one (genreflow.store.integrity)
     pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
     name = shard_name(table.column("content_hash").to_pylist())
     atomic_write_bytes(fset.location.join(name), sink.getvalue().to_pybytes())
@@ -131,11 +131,11 @@ def read_table(fset: FeatureSet, columns: list[str] | None = None):
 
     Every shard is checked (footer, fingerprint, schema, page checksums of the columns read); a
     damaged one is moved to ``_quarantine/`` with a warning and its rows are left out, so they
-    count as not stored (``genreflow.integrity``). None when no readable shard is left.
+    count as not stored (``genreflow.store.integrity``). None when no readable shard is left.
     """
     import pyarrow as pa
 
-    from .integrity import read_shard
+    from genreflow.store.integrity import read_shard
 
     tables = [t for t in (read_shard(fset, p, columns) for p in fset.shard_paths()) if t is not None]
     if not tables:
@@ -154,7 +154,7 @@ def iter_batches(fset: FeatureSet, columns: list[str] | None = None, batch_rows:
     """
     import pyarrow as pa
 
-    from .integrity import read_shard
+    from genreflow.store.integrity import read_shard
 
     wanted = None if columns is None else list(dict.fromkeys(["content_hash", *columns]))
     seen: set[str] = set()
@@ -240,7 +240,7 @@ def index_frame(data_dir: str):
     """The index rows (relpath, genre, label, content_hash, split) as a DataFrame."""
     import pandas as pd
 
-    from .dataset import read_index
+    from genreflow.data.index import read_index
 
     layout = Layout.of(data_dir)
     files = read_index(data_dir)["files"]
@@ -255,7 +255,7 @@ def index_frame(data_dir: str):
 
 def feature_array(row: Mapping[str, Any]) -> np.ndarray:
     """Rebuild the 2-D array of one DataFrame row: (n_mfcc, n_frames) or (n_frames, 128)."""
-    from .features import registered
+    from genreflow.features import registered
 
     for kind in (e.kind for e in registered().values()):
         if kind.value_column in row:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fs import Location, locate
+from genreflow.core.fs import Location, locate
 
 
 @dataclass(frozen=True)

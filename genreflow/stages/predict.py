@@ -14,9 +14,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import AudioDecodeError, ConfigError
-from .features import Extractor, from_recipe
-from .fs import exists
+from genreflow.errors import AudioDecodeError, ConfigError
+from genreflow.features import Extractor, from_recipe
+from genreflow.core.fs import exists
 
 
 @dataclass
@@ -31,8 +31,8 @@ class Prediction:
 
 def collect_paths(paths: list[str]) -> list[str]:
     """Files as given, folders (local or URI prefixes) expanded to the audio files below them, sorted."""
-    from .audio import EXTENSIONS
-    from .fs import is_dir, list_files, locate
+    from genreflow.data.audio import EXTENSIONS
+    from genreflow.core.fs import is_dir, list_files, locate
 
     out: list[str] = []
     for path in paths:
@@ -95,7 +95,7 @@ class ClipFeatures:
 
     def stored(self, data_dir: str | None, keys: set[str]) -> dict[str, np.ndarray]:
         """content_hash -> rows, for the keys stored for every kind in ``data_dir``'s store."""
-        from .pooling import clip_rows
+        from genreflow.model.pooling import clip_rows
 
         if not data_dir or not keys:
             return {}
@@ -106,9 +106,9 @@ class ClipFeatures:
 
     def rows(self, path: str, stored: Mapping[str, np.ndarray], key: str | None = None) -> tuple[np.ndarray, bool]:
         """(feature rows [shape=(n_segments or 1, D)], True if they came from the store)."""
-        from .fs import locate
-        from .readonce import read_and_decode
-        from .segments import KindFrames, combine_kinds
+        from genreflow.core.fs import locate
+        from genreflow.data.decode import read_and_decode
+        from genreflow.model.segments import KindFrames, combine_kinds
 
         if key and key in stored:
             return stored[key], True
@@ -123,7 +123,7 @@ class ClipFeatures:
 
 
 def _hash(path: str) -> str | None:
-    from .fs import locate, sha256_and_size
+    from genreflow.core.fs import locate, sha256_and_size
 
     try:
         return sha256_and_size(locate(path))[0]
@@ -221,8 +221,8 @@ def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
 
 
 def _with_ray(files, keys, stored, bundle, features, config, emit) -> int:
-    from .pipeline import OK, iter_pooled
-    from .raysession import ray_session
+    from genreflow.stages.extract import OK, iter_pooled
+    from genreflow.stages.session import ray_session
 
     kinds = ",".join(e.name for e in features.extractors)
     todo = [{"content_hash": keys.get(f) or "", "relpath": f, "kinds": kinds} for f in files]

@@ -73,7 +73,7 @@ def quiet_import(module: str) -> Any:
 
     if module in sys.modules or os.environ.get("GENREFLOW_VERBOSE") == "1":
         return importlib.import_module(module)
-    from .audio import quiet_native_stderr
+    from genreflow.data.audio import quiet_native_stderr
 
     with quiet_native_stderr():
         return importlib.import_module(module)

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from genreflow.errors import ConfigError, DataError
 
 _EPS = 1e-6  # seconds, or fractions of a frame: absorbs float error in hop / frame arithmetic
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import SplitConfig
+from genreflow.config import SplitConfig
 
 
 def _genre_seed(seed: int, genre: str) -> int:
@@ -96,8 +96,8 @@ def read_splits(data_dir: str) -> dict[str, Any]:
     A damaged or incomplete file is one DataError naming it and `genreflow index`, which
     rewrites it (the split is reproducible from the index and the seed).
     """
-    from .jsonfiles import list_of_strings, read_json
-    from .layout import Layout
+    from genreflow.core.jsonfiles import list_of_strings, read_json
+    from genreflow.core.layout import Layout
 
     def check(doc: dict[str, Any]) -> str | None:
         if not isinstance(doc["seed"], int) or isinstance(doc["seed"], bool):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from .errors import DataError
-from .fs import Location, exists, read_bytes
+from genreflow.errors import DataError
+from genreflow.core.fs import Location, exists, read_bytes
 
 
 def read_json(loc: Location, what: str, rebuild: str, required: tuple[str, ...] = (), *,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import decode_mono, prepare
-from .errors import AudioDecodeError
-from .fs import Location, not_regular_reason
+from genreflow.data.audio import decode_mono, prepare
+from genreflow.errors import AudioDecodeError
+from genreflow.core.fs import Location, not_regular_reason
 
 CHUNK = 1 << 20
 HEAD_KEEP = 64 << 20  # the start of a file stays readable (decoders return to their header)

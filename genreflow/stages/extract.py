@@ -16,11 +16,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import Config
-from .errors import AudioDecodeError, GenreflowError, StoreWriteError
-from .features import Extractor
-from .fs import remove_stale_temps
-from .store import FeatureSet, shard_table, stored_keys, write_shard
+from genreflow.config import Config
+from genreflow.errors import AudioDecodeError, GenreflowError, StoreWriteError
+from genreflow.features import Extractor
+from genreflow.core.fs import remove_stale_temps
+from genreflow.store.featureset import FeatureSet, shard_table, stored_keys, write_shard
 
 DECODED_AHEAD_BYTES = 512 << 20  # decoded audio that may wait for the model actors in Ray's object store
 MAX_BATCH_BYTES = 256 << 20  # bound the decoded audio one batch holds (matters for long durations)
@@ -124,7 +124,7 @@ class Results:
         if self.fset is not None:
             write_rows(self.fset, self.keys, self.arrays, self.valid)
             return
-        from .pooling import pool_frames
+        from genreflow.model.pooling import pool_frames
 
         pooled = [pool_frames(kind.frames(a)[None], np.array([v]))[0] for a, v in zip(self.arrays, self.valid)]
         width = pooled[0].shape[0] if pooled else 0
@@ -140,9 +140,9 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
     """Ray Data task: read + decode each file once, run the CPU extractors it lacks (one shard
     per kind, or pooled vectors when ``cpu_sets`` is None), and hand the signal at each model
     rate on to the actors. ``relpath`` is under DATA/raw, or a full path/URI without data_dir."""
-    from .fs import locate
-    from .layout import Layout
-    from .readonce import read_and_decode
+    from genreflow.core.fs import locate
+    from genreflow.core.layout import Layout
+    from genreflow.data.decode import read_and_decode
 
     raw = Layout.of(data_dir).raw if data_dir else None
     n = len(batch["content_hash"])
@@ -287,8 +287,8 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     model kind. With ``fsets`` workers write shards; without, they return pooled vectors."""
     import ray
 
-    from .console import quiet_ray_data
-    from .raysession import cluster_cpus
+    from genreflow.core.console import quiet_ray_data
+    from genreflow.stages.session import cluster_cpus
 
     quiet_ray_data()
     needed = {k for row in todo for k in row["kinds"].split(",")}
@@ -354,7 +354,7 @@ def validate_batch(batch: dict[str, np.ndarray], *, raw) -> dict[str, np.ndarray
     record per file back to the driver (small: the audio never leaves the worker)."""
     import json
 
-    from .dataset import validate_file
+    from genreflow.data.index import validate_file
 
     records = [validate_file(raw, str(rel), json.loads(str(prev)) or None)
                for rel, prev in zip(batch["relpath"], batch["previous"])]
@@ -369,8 +369,8 @@ def validate_on_ray(raw, relpaths: list[str], known: list, address: str, workers
 
     import ray
 
-    from .console import quiet_ray_data
-    from .raysession import cluster_cpus, ray_session
+    from genreflow.core.console import quiet_ray_data
+    from genreflow.stages.session import cluster_cpus, ray_session
 
     if not relpaths:
         return []
@@ -405,7 +405,7 @@ def user_error(exc: BaseException) -> GenreflowError | None:
             return plain(str(seen.args[0]) if seen.args else str(seen))
         seen = original or seen.__cause__ or seen.__context__
     # Ray Data re-raises a UserCodeException whose cause survives only as traceback text
-    from . import errors
+    from genreflow import errors
 
     found = re.findall(r"genreflow\.errors\.(\w+): (.+)", str(exc))
     if found and isinstance(getattr(errors, found[-1][0], None), type):

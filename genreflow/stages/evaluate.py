@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .classifier import Dataset, extractors_for, load_dataset
-from .config import Config
-from .fs import Location, atomic_write_text
+from genreflow.model.training import Dataset, extractors_for, load_dataset
+from genreflow.config import Config
+from genreflow.core.fs import Location, atomic_write_text
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -29,7 +29,7 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 def write_val_predictions(data: Dataset, proba: np.ndarray, folder: Location) -> Location:
     """reports/val_predictions.csv: relpath, genre, predicted, p_<genre>... per validation file."""
-    from .crossval import prediction_rows
+    from genreflow.model.crossval import prediction_rows
 
     relpaths = [r for r, v in zip(data.relpaths, data.is_val) if v]
     target = folder.join("val_predictions.csv")
@@ -38,7 +38,7 @@ def write_val_predictions(data: Dataset, proba: np.ndarray, folder: Location) ->
 
 
 def user_groups(config: Config, relpaths: list[str]) -> dict[str, str] | None:
-    from .crossval import group_pattern, read_group_csv
+    from genreflow.model.crossval import group_pattern, read_group_csv
 
     if config.evaluate.groups:
         return read_group_csv(config.evaluate.groups)
@@ -48,7 +48,7 @@ def user_groups(config: Config, relpaths: list[str]) -> dict[str, str] | None:
 
 
 def settings_of(config: Config, extractors) -> dict[str, Any]:
-    from .classifiers import describe
+    from genreflow.model.classifiers import describe
 
     return {"features": config.train.features, "fingerprints": {e.name: e.fingerprint() for e in extractors},
             **describe(config.train.classifier, config.train.params), "tune": config.train.tune,
@@ -62,9 +62,9 @@ def run_cross_validation(config: Config, progress=None) -> dict[str, Any]:
     {"metrics", "written", "dataset"}."""
     from threadpoolctl import threadpool_limits
 
-    from .crossval import assign_repeats, cross_validate, cv_metrics_json, make_groups, oof_rows
-    from .layout import Layout
-    from .reports import confusion_png
+    from genreflow.model.crossval import assign_repeats, cross_validate, cv_metrics_json, make_groups, oof_rows
+    from genreflow.core.layout import Layout
+    from genreflow.model.reports import confusion_png
 
     extractors = extractors_for(config)
     data = load_dataset(config, extractors)
@@ -79,7 +79,7 @@ def run_cross_validation(config: Config, progress=None) -> dict[str, Any]:
     folder = Layout.of(config.data_dir).reports.join("cv")
     import json
 
-    from .fs import atomic_write_bytes
+    from genreflow.core.fs import atomic_write_bytes
 
     written = [folder.join("cv_metrics.json"), folder.join("oof_predictions.csv"), folder.join("confusion_matrix.png")]
     atomic_write_text(written[0], json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n")

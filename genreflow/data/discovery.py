@@ -15,9 +15,9 @@ import os
 import posixpath
 from dataclasses import dataclass, field
 
-from .audio import EXTENSIONS
-from .errors import DataError
-from .fs import Entry, Location, is_dir, is_under, list_files, walk_local_guarded
+from genreflow.data.audio import EXTENSIONS
+from genreflow.errors import DataError
+from genreflow.core.fs import Entry, Location, is_dir, is_under, list_files, walk_local_guarded
 
 EXPECTED_LAYOUT = """Expected layout:
   {raw}/

@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.errors import ConfigError, ModelLoadError
+from genreflow.errors import ModelLoadError
+from genreflow.features.tf_runtime import (
+    check_precision,
+    configure_tf_threads,
+    set_precision,
+    short_reason as _short_reason,
+    tf_module as _tf,
+)
 
 # tensorflow_hub 0.16.1 has no Kaggle-specific resolver: an http(s) handle goes to
 # HttpCompressedFileResolver, which GETs `<handle>?tf-hub-format=compressed`, follows
@@ -50,40 +57,12 @@ _STFT_HOP = 160  # 10 ms
 _EXAMPLE_FRAMES = 96  # frames per example, and the hop between examples
 _EXAMPLE_HOP_SAMPLES = _EXAMPLE_FRAMES * _STFT_HOP  # 15360 samples = 0.96 s
 
-_BF16_OPTION = "auto_mixed_precision_onednn_bfloat16"
-PRECISIONS = ("fp32", "bf16")
-
 _log = logging.getLogger(__name__)
-
-
-def _tf() -> Any:
-    """Import TensorFlow with its C++ chatter turned down (only if the user has not chosen)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .console import quiet_import
-
-    return quiet_import("tensorflow")
 
 
 def _is_remote(handle: str) -> bool:
     """True for URLs (http, https, gs...): they are resolved by tensorflow_hub, not checked here."""
     return "://" in handle
-
-
-def configure_tf_threads(n: int) -> None:
-    """Pin TensorFlow's intra- and inter-op pools to `n` threads.
-
-    Ray actors each get a few CPUs; without this every actor spawns a pool the size of
-    the machine and they oversubscribe the cores. TensorFlow accepts the setting only
-    before it executes anything; a later call is ignored (logged at debug level).
-    """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"threads={n!r} must be a positive integer")
-    tf = _tf()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(n))
-        tf.config.threading.set_inter_op_parallelism_threads(int(n))
-    except RuntimeError as exc:  # context already initialised
-        _log.debug("TensorFlow threads already fixed; threads=%d ignored (%s)", n, exc)
 
 
 def _fix_hint() -> str:
@@ -98,16 +77,6 @@ def _load_error(handle: str, reason: str) -> ModelLoadError:
     return ModelLoadError(
         f"Could not load the VGGish model from handle {handle!r}: {reason}. {_fix_hint()}"
     )
-
-
-def _short_reason(exc: BaseException) -> str:
-    """First line of an exception, bounded: the user needs the cause, not the stack."""
-    text = str(exc).strip()
-    line = text.splitlines()[0].strip() if text else ""
-    line = line.rstrip(".")
-    if len(line) > 300:
-        line = line[:297] + "..."
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def _check_local(handle: str) -> Path:
@@ -136,32 +105,6 @@ def _cache_hint(handle: str) -> str:
     if os.path.isdir(entry):
         return f" (a cached copy at {entry} could not be used; delete it and download again)"
     return ""
-
-
-def _onednn_enabled(tf: Any) -> bool:
-    """Whether TensorFlow runs its oneDNN (MKL) passes; without them the bf16 rewrite is
-    silently skipped (measured: TF_ENABLE_ONEDNN_OPTS=0 gives bit-identical fp32 output)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except Exception:  # private module moved: fall back to the switch users flip
-        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
-
-
-def set_precision(precision: str) -> None:
-    """Switch this process's TensorFlow to `precision` ("fp32" or "bf16").
-
-    The grappler option is written only when it differs from the current value, because
-    writing it resets TensorFlow's cached function-call options (about 2 ms per switch).
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} is not valid for the model; use fp32 or bf16 "
-                          "(resolve 'auto' with genreflow.cpuflags.resolve_precision first)")
-    tf = _tf()
-    want = precision == "bf16"
-    if bool(tf.config.optimizer.get_experimental_options().get(_BF16_OPTION, False)) != want:
-        tf.config.optimizer.set_experimental_options({_BF16_OPTION: want})
 
 
 class VggishModel:
@@ -198,29 +141,22 @@ def load_model(handle: str, threads: int | None = None, precision: str = "fp32")
     gives the short cause and says how to fix it; a run without network then fails with
     advice instead of a 40-line traceback.
 
-    `precision` is "fp32" or "bf16" (already resolved; see `genreflow.cpuflags`). bf16 is
+    `precision` is "fp32" or "bf16" (already resolved; see `genreflow.core.host`). bf16 is
     TensorFlow's oneDNN bfloat16 rewrite, set before loading and re-asserted on every call.
     It needs TensorFlow's oneDNN passes: with them off the rewrite would silently compute
     fp32, and a feature set labelled bf16 would hold fp32 rows, so that is an error here.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} is not valid for the model; use fp32 or bf16")
+    check_precision(precision)
     if not isinstance(handle, str) or not handle.strip():
         raise ModelLoadError(f"The VGGish model handle must be a non-empty string; got {handle!r}. {_fix_hint()}")
     if threads is not None:
         configure_tf_threads(threads)
     target = handle if _is_remote(handle) else str(_check_local(handle))
     try:
-        tf = _tf()
+        _tf()
         import tensorflow_hub as hub
     except Exception as exc:  # a broken install: one line with the cause, as for a bad model
         raise _load_error(handle, _short_reason(exc)) from exc
-    if precision == "bf16" and not _onednn_enabled(tf):
-        raise ModelLoadError(
-            "precision bf16 needs TensorFlow's oneDNN optimizations, which are off in this process "
-            f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '<unset>')}, or a TensorFlow "
-            "build without oneDNN); unset TF_ENABLE_ONEDNN_OPTS or use precision fp32"
-        )
     set_precision(precision)
     try:
         return VggishModel(hub.load(target), precision)

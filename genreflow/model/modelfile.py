@@ -20,8 +20,8 @@ import warnings
 import zipfile
 from typing import Any
 
-from .errors import ModelLoadError
-from .fs import Location, atomic_write_bytes, exists, locate, read_bytes
+from genreflow.errors import ModelLoadError
+from genreflow.core.fs import Location, atomic_write_bytes, exists, locate, read_bytes
 
 FORMAT = "genreflow-model"
 FORMAT_VERSION = 1
@@ -31,7 +31,7 @@ REQUIRED_META = ("genres", "features", "fingerprints")
 # Every type a genreflow classifier file may contain: a scikit-learn Pipeline of StandardScaler
 # and LogisticRegression, SVC (alone or in CalibratedClassifierCV), MLPClassifier or
 # HistGradientBoostingClassifier, and what those hold once fitted (collected from the schema of
-# saved pipelines of every genreflow.classifiers builder, 2 and 3 classes; numpy/builtin scalars
+# saved pipelines of every genreflow.model.classifiers builder, 2 and 3 classes; numpy/builtin scalars
 # added for other hyperparameter values). A new classifier kind must add its types here.
 MODEL_TYPES = frozenset({
     "builtins.bool", "builtins.dict", "builtins.float", "builtins.int", "builtins.list", "builtins.NoneType",

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import GenreflowError
+from genreflow.errors import GenreflowError
 
 
 class _Group(click.Group):
@@ -56,8 +56,8 @@ def _options(*extra: Callable, data_dir_default: str | None = None) -> Callable:
         @functools.wraps(func)
         def wrapper(config_path: str | None, data_dir: str | None, workers: int | None, quiet: bool,
                     verbose: bool, **kwargs: Any) -> Any:
-            from .config import load_config
-            from .console import configure
+            from genreflow.config import load_config
+            from genreflow.core.console import configure
 
             configure(0 if quiet else 2 if verbose else 1)
 
@@ -121,13 +121,13 @@ def _classifier_overrides(overrides: dict[str, Any], kwargs: dict[str, Any], con
     given = {k: v for k, v in flags.items() if v is not None}
     if not given:
         return
-    from .config import load_config
+    from genreflow.config import load_config
 
     name = overrides.get("train.classifier") or load_config(config_path, {}).train.classifier
     for flag, value in given.items():
         key = _CLASSIFIER_KEYS[name].get(flag)
         if key is None:
-            from .errors import ConfigError
+            from genreflow.errors import ConfigError
 
             raise ConfigError(f"--{flag.replace('_', '-')} does not apply to --classifier {name}: it takes "
                               + (", ".join("--" + f.replace("_", "-") for f in _CLASSIFIER_KEYS[name]) or "none"))
@@ -150,7 +150,7 @@ def main() -> None:
 @_options(_VAL_FRACTION, _SEED, _ADDRESS)
 def index(config) -> None:
     """Discover genres under DATA_DIR/raw, validate every file, write the index and splits."""
-    from .commands import run_index_command
+    from genreflow.cli.commands import run_index_command
 
     run_index_command(config)
 
@@ -160,8 +160,8 @@ def index(config) -> None:
 @_options(_VGGISH, _PRECISION, _ADDRESS)
 def features(config, kinds) -> None:
     """Compute features of every indexed file not yet in the store, one read per file (Ray Data)."""
-    from .commands import run_features_command
-    from .features import parse_kinds
+    from genreflow.cli.commands import run_features_command
+    from genreflow.features import parse_kinds
 
     run_features_command(config, parse_kinds(kinds))
 
@@ -170,7 +170,7 @@ def features(config, kinds) -> None:
 @_options(_VGGISH, _PRECISION, _ADDRESS)
 def embed(config) -> None:
     """Compute VGGish embeddings of every indexed file not yet in the store (= features --features vggish)."""
-    from .commands import run_features_command
+    from genreflow.cli.commands import run_features_command
 
     run_features_command(config, ["vggish"])
 
@@ -183,7 +183,7 @@ _NO_VAL = click.option("--allow-no-val", "train__allow_no_val", is_flag=True, de
 @_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _PRECISION)
 def train(config) -> None:
     """Train and evaluate the genre classifier from the feature store."""
-    from .commands import run_train_command
+    from genreflow.cli.commands import run_train_command
 
     run_train_command(config)
 
@@ -205,7 +205,7 @@ def predict(config, paths, model_path, fmt, handle, precision, trust_pickle, out
     """Predict the genre of audio files and/or folders (PATHS) with the model's own recipe."""
     import os
 
-    from .commands import run_predict_command
+    from genreflow.cli.commands import run_predict_command
 
     handle = handle or os.environ.get("GENREFLOW_VGGISH_MODEL")
     vggish = {k: v for k, v in {"handle": handle, "precision": precision}.items() if v}
@@ -221,7 +221,7 @@ def predict(config, paths, model_path, fmt, handle, precision, trust_pickle, out
 @_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _PRECISION, _ADDRESS, _VAL_FRACTION, _SEED)
 def run(config, train) -> None:
     """Index, extract features, train and evaluate in one go (reuses everything already stored)."""
-    from .commands import run_all_command
+    from genreflow.cli.commands import run_all_command
 
     run_all_command(config, train=train)
 
@@ -238,7 +238,7 @@ def run(config, train) -> None:
 @_options(_FEATURES, *_CLASSIFIER, _VGGISH, _PRECISION)
 def evaluate(config) -> None:
     """Cross-validate features + classifier (stratified, grouped K-fold); saves no model."""
-    from .commands import run_evaluate_command
+    from genreflow.cli.commands import run_evaluate_command
 
     run_evaluate_command(config)
 
@@ -247,9 +247,9 @@ def evaluate(config) -> None:
 @_options()
 def verify(config) -> None:
     """Read every shard of the store fully; move damaged ones to _quarantine/ (they are recomputed)."""
-    from .fs import remove_stale_temps_tree
-    from .integrity import verify_store
-    from .layout import Layout
+    from genreflow.core.fs import remove_stale_temps_tree
+    from genreflow.store.integrity import verify_store
+    from genreflow.core.layout import Layout
 
     remove_stale_temps_tree(Layout.of(config.data_dir).processed)
     report = verify_store(config.data_dir)
@@ -261,7 +261,7 @@ def verify(config) -> None:
 @_options(_VGGISH, _PRECISION)
 def status(config) -> None:
     """Show what DATA_DIR holds: index, splits, feature sets (current or not) and the model."""
-    from .commands import run_status_command
+    from genreflow.cli.commands import run_status_command
 
     run_status_command(config)
 
@@ -272,7 +272,7 @@ def status(config) -> None:
 @_options(_FEATURES, _VGGISH, _PRECISION, _ADDRESS, data_dir_default="data/demo")
 def demo(config, clips_per_genre, clip_seconds) -> None:
     """Write a small synthetic labelled set (default data dir: data/demo) and run everything on it."""
-    from .commands import run_demo_command
+    from genreflow.cli.commands import run_demo_command
 
     run_demo_command(config, clips_per_genre, clip_seconds)
 
