@@ -6,16 +6,12 @@ and ``genreflow --help`` stay instant.
 
 __version__ = "0.2.0"
 
-__all__ = ["load_model", "read_features", "run"]
+__all__ = ["feature_array", "load_model", "read_features", "run"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "load_model"):
+    if name in __all__:
         from genreflow import api
 
         return getattr(api, name)
-    if name == "read_features":
-        from genreflow.api import read_features
-
-        return read_features
     raise AttributeError(f"module 'genreflow' has no attribute {name!r}")

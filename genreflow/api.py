@@ -74,6 +74,71 @@ class Model:
 def load_model(path: str, *, data_dir: str | None = None, trust_pickle: bool = False) -> Model:
     """Load a model file (local path or URI). With ``data_dir``, features already in that
     folder's store are reused by content hash."""
-    from genreflow.model.training import load_model_bundle
+    from genreflow.model.bundle import load_model_bundle
 
     return Model(load_model_bundle(path, trust_pickle=trust_pickle), data_dir)
+
+
+def _kind(name: str):
+    """The storage layout of a registered kind, or one clear error naming the choices."""
+    from genreflow.errors import DataError
+    from genreflow.features import registered
+
+    extractors = registered()
+    if name not in extractors:
+        raise DataError(f"kind={name!r} is not a feature kind: use one of {', '.join(extractors)}.")
+    return extractors[name].kind
+
+
+def read_features(data_dir: str = "data", kind: str = "mfcc", *, fingerprint: str | None = None,
+                  with_index: bool = False):
+    """One feature set as a pandas DataFrame (one row per content_hash).
+
+    With ``with_index=True`` the rows are joined with the index (relpath, genre, label, split):
+    one row per file, so a file stored twice under two names appears twice.
+    """
+    from genreflow.errors import DataError
+    from genreflow.store.featureset import make_command, open_feature_set, read_table
+
+    fset = open_feature_set(data_dir, _kind(kind), fingerprint)
+    table = read_table(fset)
+    if table is None:
+        raise DataError(f"The {kind} feature set {fset.fingerprint} is empty: run `{make_command(kind, data_dir)}` first.")
+    frame = table.to_pandas()
+    if not with_index:
+        return frame
+    return index_frame(data_dir).merge(frame, on="content_hash", how="inner")
+
+
+def index_frame(data_dir: str):
+    """The index rows (relpath, genre, label, content_hash, split) as a DataFrame."""
+    import pandas as pd
+
+    from genreflow.core.fs import exists
+    from genreflow.core.layout import Layout
+    from genreflow.data.index import read_index
+    from genreflow.data.splits import read_splits
+
+    files = read_index(data_dir)["files"]
+    frame = pd.DataFrame(files, columns=["relpath", "genre", "label", "content_hash"])
+    split = {}
+    if exists(Layout.of(data_dir).splits_json):
+        splits = read_splits(data_dir)
+        split = {**{p: "train" for p in splits["train"]}, **{p: "val" for p in splits["val"]}}
+    frame["split"] = frame["relpath"].map(split).fillna("train")
+    return frame
+
+
+def feature_array(row: Any):
+    """Rebuild the 2-D array of one DataFrame row: (n_mfcc, n_frames) or (n_frames, 128)."""
+    import numpy as np
+
+    from genreflow.errors import DataError
+    from genreflow.features import registered
+
+    for kind in (e.kind for e in registered().values()):
+        if kind.value_column in row:
+            rows, cols = kind.shape_columns
+            return np.asarray(row[kind.value_column], dtype=np.float32).reshape(int(row[rows]), int(row[cols]))
+    columns = ", ".join(repr(e.kind.value_column) for e in registered().values())
+    raise DataError(f"This row holds no feature column (expected one of {columns}).")

@@ -39,7 +39,7 @@ def config_for(data_dir: Path, duration_s: float = 3.0, **overrides):
 
 def feature_set_for(config, kind: str = "mfcc"):
     """The feature set ``kind`` is stored in under ``config`` (as the pipeline resolves it)."""
-    from genreflow.features import build
+    from genreflow.config import build_extractor as build
 
     return build(kind, config).resolved().feature_set(config.data_dir)
 
@@ -51,7 +51,7 @@ def mfcc_feature_set(config):
 def extract(config, kinds=("mfcc",), files=None):
     """Run one pipeline pass for ``kinds`` (Ray must be up unless nothing is pending);
     returns the reports (one per kind, in ``kinds`` order)."""
-    from genreflow.model.training import extractors_for
+    from genreflow.config import extractors_for
     from genreflow.data.index import read_index
     from genreflow.stages.extract import execute, plan
 
@@ -64,7 +64,7 @@ def extract_in_process(config, kinds=("mfcc",), rows_per_shard: int = 10_000):
     the same code writes the same shards, so tests of training need no Ray start."""
     import numpy as np
 
-    from genreflow.model.training import extractors_for
+    from genreflow.config import extractors_for
     from genreflow.data.index import read_index
     from genreflow.stages.extract import decode_batch, plan
 

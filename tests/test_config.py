@@ -8,7 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from genreflow.cli import main
-from genreflow.config import AudioConfig, Config, SplitConfig, load_config
+from genreflow.config import Config, load_config
+from genreflow.data.audio import AudioConfig
+from genreflow.data.splits import SplitConfig
 from genreflow.errors import ConfigError
 
 

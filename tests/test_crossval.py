@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from genreflow.model.classifiers import TUNE_GRIDS, fit_pipeline
-from genreflow.model.crossval import (assign_folds, assign_repeats, cross_validate, cv_metrics_json, cv_report_text,
-                                group_pattern, make_groups, most_confused, oof_rows, prediction_rows,
-                                read_group_csv)
+from genreflow.model.crossval import (assign_folds, assign_repeats, cross_validate, cv_metrics_json, group_pattern,
+                                      make_groups, read_group_csv)
+from genreflow.model.reports import cv_report_text, most_confused, oof_rows, prediction_rows
 from genreflow.errors import ConfigError, DataError
 from genreflow.model.segments import KindFrames, combine_kinds, stack_clips
 from genreflow.data.synth import SYNTH_GENRES, genre_clip

@@ -17,8 +17,9 @@ import soundfile as sf
 
 from conftest import write_clip, write_genre_tree
 from genreflow import __version__
-from genreflow.config import SplitConfig
-from genreflow.data.index import build_index, discover, run_index, validate_file, write_index
+from genreflow.data.splits import SplitConfig
+from genreflow.data.index import build_index, discover, validate_file, write_index
+from genreflow.stages.index import run_index
 from genreflow.errors import DataError
 from genreflow.core.fs import locate
 

@@ -11,7 +11,7 @@ from pipeline_support import config_for, feature_set_for
 
 from genreflow.data.audio import load_audio
 from genreflow.cli.commands import run_features_command, run_index_command
-from genreflow.store.featureset import feature_array, read_features
+from genreflow.api import feature_array, read_features
 from genreflow.data.synth import chord, clicks, noise, write_audio
 from genreflow.testing import build_vggish_standin
 

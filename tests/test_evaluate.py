@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from pipeline_support import config_for, extract_in_process, make_tree, write_toml
 
-from genreflow.model.training import load_model_bundle
+from genreflow.model.bundle import load_model_bundle
 from genreflow.cli import main
 from genreflow.cli.commands import run_index_command
 from genreflow.data.synth import SYNTH_GENRES

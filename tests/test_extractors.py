@@ -16,13 +16,15 @@ from click.testing import CliRunner
 from pipeline_support import config_for, feature_set_for, make_tree, write_toml
 
 from genreflow import features
+from genreflow.config import build_extractor
 from genreflow.data.audio import load_audio
 from genreflow.cli import main
-from genreflow.config import check
+from genreflow.features import check
 from genreflow.features.base import Extractor
 from genreflow.features.spectral import SpectralConfig, compute_spectral
 from genreflow.core.fingerprint import fingerprint
-from genreflow.store.featureset import Kind, read_features, read_table
+from genreflow.api import read_features
+from genreflow.store.featureset import Kind, read_table
 from genreflow.data.synth import SYNTH_GENRES, chord, noise, write_audio
 
 
@@ -122,7 +124,7 @@ def test_one_read_per_file_feeds_every_kind(tmp_path, monkeypatch, loudness):
     from genreflow.data.index import read_index
 
     files = read_index(str(tmp_path))["files"]
-    extractors = [features.build(k, config) for k in ("loudness", "mfcc", "spectral")]
+    extractors = [build_extractor(k, config) for k in ("loudness", "mfcc", "spectral")]
     work = plan(config, extractors, files)
     opened = []
     real = readonce.HashingReader.__init__
@@ -146,7 +148,7 @@ def test_one_read_per_file_feeds_every_kind(tmp_path, monkeypatch, loudness):
     # stored for every kind now: nothing is pending, so a rerun would decode nothing
     assert plan(config, extractors, files).todo == []
     # a new kind is pending alone: only it is listed for decoding
-    more = extractors + [features.build("loudness", config.with_section("loudness", frame=2048))]
+    more = extractors + [build_extractor("loudness", config.with_section("loudness", frame=2048))]
     assert {row["kinds"] for row in plan(config, more[1:], files).todo} == {"loudness"}
 
 
@@ -186,7 +188,7 @@ def test_file_rewritten_during_extraction_is_never_stored_under_its_old_key(tmp_
     config = config_for(tmp_path, 2.0)
     run_index_command(config)
     files = read_index(str(tmp_path))["files"]
-    extractors = [features.build("mfcc", config)]
+    extractors = [build_extractor("mfcc", config)]
     work = plan(config, extractors, files)
     real_read, done = readonce.HashingReader.read, []
 

@@ -17,7 +17,8 @@ from pipeline_support import config_for, make_tree, mfcc_feature_set
 from genreflow.data.audio import load_audio
 from genreflow.cli.commands import run_features_command, run_index_command
 from genreflow.features.mfcc import compute_mfcc, valid_frames
-from genreflow.store.featureset import feature_array, read_features, read_table
+from genreflow.api import feature_array, read_features
+from genreflow.store.featureset import read_table
 from genreflow.data.synth import tone, write_audio
 
 

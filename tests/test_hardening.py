@@ -25,11 +25,13 @@ import numpy as np
 import pytest
 
 from conftest import write_clip, write_genre_tree
-from genreflow.config import SplitConfig
-from genreflow.data.index import build_index, discover, pool_size, read_index, run_index, validate_file
+from genreflow.data.splits import SplitConfig
+from genreflow.features.mfcc import MfccExtractor
+from genreflow.data.index import build_index, discover, pool_size, read_index, validate_file
+from genreflow.stages.index import run_index
 from genreflow.errors import DataError, ModelLoadError, RayStartError
 from genreflow.core.fs import locate, not_regular_reason, remove_stale_temps_tree
-from genreflow.stages.session import usable_cpus
+from genreflow.core.host import usable_cpus
 from genreflow.data.splits import read_splits
 
 CLI = [sys.executable, "-m", "genreflow"]
@@ -467,7 +469,7 @@ def _feature_set(data_dir: Path, n_mfcc: int = 20):
     from genreflow.store.featureset import FeatureSet
 
     params = {"sample_rate": 22050, "duration_s": 3.0, "n_mfcc": n_mfcc}
-    return FeatureSet.create(str(data_dir), "mfcc", 1, params)
+    return FeatureSet.create(str(data_dir), MfccExtractor.kind, 1, params)
 
 
 def _write_shards(fset, n_shards: int = 3, rows: int = 8, seed: int = 0,
@@ -573,7 +575,8 @@ def test_a_shard_from_another_feature_set_is_quarantined(tmp_path):
 
 
 def test_verify_store_reads_everything_and_reports(tmp_path):
-    from genreflow.store.integrity import verify_store
+    from genreflow.features import registered
+    from genreflow.store.verify import verify_store
 
     fset = _feature_set(tmp_path)
     shards = _write_shards(fset)
@@ -582,13 +585,13 @@ def test_verify_store_reads_everything_and_reports(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the report carries the news, not warnings
-        report = verify_store(str(tmp_path))
+        report = verify_store(str(tmp_path), {n: c.kind for n, c in registered().items()})
     assert not report.ok and [issue.shard for issue in report.quarantined] == [bad]
     check = report.feature_sets[0]
     assert (check.kind, check.shards, check.rows) == ("mfcc", 3, 16)
     text = str(report)
     assert f"moved {bad} -> " in text and "1 damaged shard(s) quarantined: run `genreflow features" in text
-    again = verify_store(str(tmp_path))
+    again = verify_store(str(tmp_path), {n: c.kind for n, c in registered().items()})
     assert again.ok and again.feature_sets[0].already_quarantined == 1 and str(again).endswith("store OK")
 
 

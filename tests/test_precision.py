@@ -8,12 +8,12 @@ import pytest
 from click.testing import CliRunner
 from pipeline_support import config_for, make_tree, write_toml
 
-from genreflow.model.training import ModelBundle
+from genreflow.model.bundle import ModelBundle
 from genreflow.cli import main
 from genreflow.cli.commands import run_index_command
 from genreflow.core.host import bf16_flags
 from genreflow.errors import ConfigError
-from genreflow.features import build
+from genreflow.config import build_extractor as build
 from genreflow.stages.predict import model_extractors
 
 URL = "https://example.org/vggish/1"  # a URL handle is its own identity: no model needed here

@@ -35,7 +35,7 @@ def new_clips(folder: Path, n: int, seconds: float = 2.0) -> list[Path]:
 
 
 def test_training_on_many_shards_equals_training_on_one(tmp_path):
-    from genreflow.model.training import fit, load_dataset
+    from genreflow.stages.train import fit, load_dataset
 
     import shutil
 

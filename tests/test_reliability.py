@@ -130,7 +130,7 @@ def test_two_runs_at_once_on_one_data_dir(tmp_path):
     splits = read_splits(str(tmp_path))  # whole, and covering every indexed file exactly once
     assert sorted(splits["train"] + splits["val"]) == sorted(f["relpath"] for f in index["files"])
     assert splits["val"] and not set(splits["train"]) & set(splits["val"])
-    from genreflow.model.training import load_model_bundle
+    from genreflow.model.bundle import load_model_bundle
 
     assert load_model_bundle(str(tmp_path / "processed" / "classifier_model.zip")).features == "mfcc"
     assert not [n for n in os.listdir(tmp_path / "processed") if n.startswith(".tmp-")]

@@ -122,8 +122,8 @@ def test_run_keeps_everything_in_the_bucket(s3, tmp_path):
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from genreflow.model.training import load_model_bundle
-    from genreflow.store.featureset import read_features
+    from genreflow.model.bundle import load_model_bundle
+    from genreflow.api import read_features
 
     make_tree(tmp_path / "local", per_genre=3)  # local/raw/<genre>/clip_<i>.<fmt>
     assert upload_tree(s3, tmp_path / "local", "run") == 6
@@ -150,7 +150,7 @@ def test_run_keeps_everything_in_the_bucket(s3, tmp_path):
     row = frame.iloc[0]
     assert len(row["mfcc"]) == row["n_mfcc"] * row["n_frames"]
     shard = folder.join(shards[0].rsplit("/", 1)[1])
-    assert pq.read_metadata(shard.path, filesystem=folder.fs).metadata[b"genreflow.core.fingerprint"] == \
+    assert pq.read_metadata(shard.path, filesystem=folder.fs).metadata[b"genreflow.fingerprint"] == \
         folder.name.encode()
     assert len(read_features(uri, "mfcc", with_index=True)) == 6
     assert load_model_bundle(uri.replace("?", "/processed/classifier_model.zip?")).features == "mfcc"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import write_clip, write_genre_tree
-from genreflow.config import SplitConfig
-from genreflow.data.index import run_index
+from genreflow.data.splits import SplitConfig
+from genreflow.stages.index import run_index
 from genreflow.data.splits import make_splits, splits_json
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from pipeline_support import make_tree, write_toml
 
-from genreflow.model.training import load_model_bundle
+from genreflow.model.bundle import load_model_bundle
 from genreflow.cli import main
 from genreflow.model.pooling import pool_frames
 from genreflow.data.synth import SYNTH_GENRES, write_audio
@@ -144,7 +144,7 @@ def test_demo_set_is_deterministic(tmp_path):
 def test_accuracy_is_high_and_metrics_agree_with_scikit_learn(trained):
     from sklearn.metrics import accuracy_score, confusion_matrix
 
-    from genreflow.model.training import load_dataset
+    from genreflow.stages.train import load_dataset
     from genreflow.config import load_config
 
     root, toml, _ = trained

@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from pipeline_support import config_for, make_tree, trained_mfcc_model, write_toml
 
 from genreflow import features
+from genreflow.config import build_extractor
 from genreflow.cli import main
 from genreflow.cli.commands import run_index_command
-from genreflow.config import check
+from genreflow.features import check
 from genreflow.features.base import Extractor
 from genreflow.store.featureset import Kind
 from genreflow.data.synth import SYNTH_GENRES
@@ -106,7 +107,7 @@ def test_nan_features_are_failures_never_stored(tmp_path):
         make_tree(tmp_path, per_genre=2, seconds=1.0)
         config = config_for(tmp_path, 1.0)
         run_index_command(config)
-        extractor = features.build("nan", config)
+        extractor = build_extractor("nan", config)
         work = plan(config, [extractor], read_index(str(tmp_path))["files"])
         batch = {k: np.array([r[k] for r in work.todo], dtype=object) for k in ("content_hash", "relpath", "kinds")}
         out = decode_batch(batch, data_dir=str(tmp_path), duration_s=1.0, cpu=[extractor], cpu_sets=work.fsets,
@@ -139,7 +140,7 @@ def test_an_old_pickle_model_loads_only_when_trusted(trained, tmp_path_factory):
     """A genreflow 0.1 model file (joblib dict) predicts with --trust-pickle, refused without."""
     import joblib
 
-    from genreflow.model.training import load_model_bundle
+    from genreflow.model.bundle import load_model_bundle
 
     root, toml = trained
     bundle = load_model_bundle(str(root / "processed" / "classifier_model.zip"))

@@ -248,11 +248,12 @@ def evaluate(config) -> None:
 def verify(config) -> None:
     """Read every shard of the store fully; move damaged ones to _quarantine/ (they are recomputed)."""
     from genreflow.core.fs import remove_stale_temps_tree
-    from genreflow.store.integrity import verify_store
+    from genreflow.features import registered
+    from genreflow.store.verify import verify_store
     from genreflow.core.layout import Layout
 
     remove_stale_temps_tree(Layout.of(config.data_dir).processed)
-    report = verify_store(config.data_dir)
+    report = verify_store(config.data_dir, {name: cls.kind for name, cls in registered().items()})
     click.echo(str(report))
     sys.exit(0 if report.ok else 1)
 

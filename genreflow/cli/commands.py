@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import click
 
 from genreflow.config import Config
@@ -9,7 +12,7 @@ from genreflow.config import Config
 
 def run_index_command(config: Config) -> dict:
     """Index + split, then print the per-genre summary and where files went."""
-    from genreflow.data.index import run_index, summary_rows
+    from genreflow.stages.index import run_index
     from genreflow.core.layout import Layout
     from genreflow.core.tables import format_table
 
@@ -43,7 +46,7 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
     print the counts; exits non-zero (DataError) when every pending file failed."""
     import contextlib
 
-    from genreflow.model.training import extractors_for
+    from genreflow.config import extractors_for
     from genreflow.data.index import read_index
     from genreflow.errors import DataError
     from genreflow.stages.extract import execute, plan
@@ -77,8 +80,10 @@ def run_train_command(config: Config) -> dict:
     """Train on the train split, evaluate on val, save the model and reports, print the results."""
     import json
 
-    from genreflow.model.training import evaluate, extractors_for, fit, load_dataset, make_bundle, save_model
-    from genreflow.model.crossval import most_confused
+    from genreflow.config import extractors_for
+    from genreflow.model.training import evaluate
+    from genreflow.stages.train import fit, load_dataset, make_bundle, save_model
+    from genreflow.model.reports import most_confused
     from genreflow.errors import DataError
     from genreflow.stages.evaluate import write_val_predictions
     from genreflow.core.fs import atomic_write_text, remove_stale_temps_tree
@@ -119,7 +124,7 @@ def run_train_command(config: Config) -> dict:
 
 def run_evaluate_command(config: Config) -> dict:
     """K-fold cross-validation of the configured features and classifier; writes reports/cv/."""
-    from genreflow.model.crossval import cv_report_text
+    from genreflow.model.reports import cv_report_text
     from genreflow.stages.evaluate import run_cross_validation
 
     def progress(repeat: int, fold: int, accuracy: float) -> None:
@@ -138,7 +143,7 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
                         overrides: dict | None = None, trust_pickle: bool = False, out: str | None = None) -> list:
     """Predict every file with the model's own extractors; print them, or stream them to ``out``
     (CSV/JSONL/Parquet) as they come. Exit status 1 (by the CLI) if any file could not be read."""
-    from genreflow.model.training import load_model_bundle
+    from genreflow.model.bundle import load_model_bundle
     from genreflow.core.layout import Layout
     from genreflow.cli.outputs import ResultWriter, format_predictions
     from genreflow.stages.predict import model_extractors, predict_stream
@@ -179,7 +184,7 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
     training runs later as its own job (jobs/train.py = `genreflow train`).
     """
-    from genreflow.model.training import extractors_for
+    from genreflow.config import extractors_for
     from genreflow.features import parse_kinds
 
     kinds = sorted(set(["mfcc"] + parse_kinds(config.train.features)))
@@ -208,7 +213,7 @@ def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) 
 
     written = write_demo_set(config.data_dir, clips_per_genre=clips_per_genre, seconds=clip_seconds)
     click.echo(f"demo set: {written['total']} clips in {written['raw']} ({written['new']} written now)")
-    from genreflow.model.training import extractors_for
+    from genreflow.config import extractors_for
 
     models = [e for e in extractors_for(config) if e.uses_model]
     if models:
@@ -228,7 +233,8 @@ def run_status_command(config: Config) -> dict:
     import json
 
     from genreflow.data.index import read_index
-    from genreflow.features import build, registered
+    from genreflow.config import build_extractor
+    from genreflow.features import registered
     from genreflow.core.fs import exists, read_text
     from genreflow.core.layout import Layout
     from genreflow.data.splits import read_splits
@@ -245,13 +251,13 @@ def run_status_command(config: Config) -> dict:
         splits = read_splits(config.data_dir)
         click.echo(f"splits: {len(splits['train'])} train / {len(splits['val'])} val (seed {splits['seed']})")
     rows = []
-    for name in registered():
+    for name, cls in registered().items():
         try:
-            current = build(name, config).resolved().fingerprint()
+            current = build_extractor(name, config).resolved().fingerprint()
         except Exception:  # noqa: BLE001 - e.g. a model folder that is not here: no current set
             current = None
         for entry in list_feature_sets(config.data_dir, name):
-            stored = stored_keys(open_feature_set(config.data_dir, name, entry["fingerprint"]))
+            stored = stored_keys(open_feature_set(config.data_dir, cls.kind, entry["fingerprint"]))
             params = entry.get("params", {})
             note = f"precision {params['precision']}" if "precision" in params else ""
             rows.append([name, entry["fingerprint"], "yes" if entry["fingerprint"] == current else "",
@@ -270,3 +276,22 @@ def run_status_command(config: Config) -> dict:
     else:
         click.echo("\nmodel: none yet (run `genreflow train` or `genreflow run`)")
     return {"feature_sets": rows}
+
+
+def summary_rows(index: dict[str, Any], splits: dict[str, Any]) -> list[list[Any]]:
+    """Per-genre counts: valid, invalid, duplicates, train, val."""
+    genres = index["params"]["genre_folders"]
+    valid = Counter(f["genre"] for f in index["files"])
+    invalid = Counter(r["relpath"].split("/")[0] for r in index["invalid"])
+    seen: set[str] = set()
+    dupes: Counter = Counter()
+    for record in index["files"]:
+        if record["content_hash"] in seen:
+            dupes[record["genre"]] += 1
+        seen.add(record["content_hash"])
+    val = set(splits["val"])
+    n_val = Counter(f["genre"] for f in index["files"] if f["relpath"] in val)
+    rows = [[g, valid[g], invalid[g], dupes[g], valid[g] - n_val[g], n_val[g]] for g in genres]
+    rows.append(["total", sum(valid.values()), len(index["invalid"]), sum(dupes.values()),
+                 len(splits["train"]), len(splits["val"])])
+    return rows

@@ -59,12 +59,6 @@ def configure(level: int = 1) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def ray_logging_level() -> int:
-    """What ray.init should log: errors only unless --verbose (its token-auth and progress-bar
-    notes are not the user's business on a local run)."""
-    return logging.INFO if VERBOSITY.verbose else logging.ERROR
-
-
 def quiet_import(module: str) -> Any:
     """Import a module whose C++ side prints notes to fd 2 while it loads (TensorFlow: absl's
     "All log messages before absl::InitializeLog()", oneDNN and CUDA notes): silenced unless
@@ -73,23 +67,10 @@ def quiet_import(module: str) -> Any:
 
     if module in sys.modules or os.environ.get("GENREFLOW_VERBOSE") == "1":
         return importlib.import_module(module)
-    from genreflow.data.audio import quiet_native_stderr
+    from genreflow.core.stderr import quiet_native_stderr
 
     with quiet_native_stderr():
         return importlib.import_module(module)
-
-
-def quiet_ray_data() -> None:
-    """Ray Data: its own bars only in a terminal (not --quiet), its INFO lines only with --verbose."""
-    from ray.data import DataContext
-
-    context = DataContext.get_current()
-    context.enable_progress_bars = is_terminal() and not VERBOSITY.quiet
-    if hasattr(context, "enable_operator_progress_bars"):
-        context.enable_operator_progress_bars = False
-    if not VERBOSITY.verbose:
-        for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray"):
-            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class Progress:

@@ -10,6 +10,7 @@ here is plain text parsing, so the driver can decide without loading TensorFlow.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import sys
 
@@ -73,3 +74,20 @@ def cpu_model() -> str:
         if sep and key.strip() == "model name" and value.strip():
             return value.strip()
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: its affinity mask (taskset, a container's cpuset),
+    lowered by a cgroup v2 CPU quota (docker --cpus) when one is set; at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)

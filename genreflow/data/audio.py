@@ -20,6 +20,8 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from genreflow.core.sections import check
+from genreflow.core.stderr import quiet_native_stderr
 from genreflow.errors import AudioDecodeError
 
 EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg")
@@ -37,6 +39,23 @@ _LIBSNDFILE_PHRASES = {
     "flac decoder lost sync": "FLAC decoder lost sync",
     "internal psf_fseek() failed": "data ends before the declared length",
 }
+
+
+MAX_SAMPLE_RATE = 384_000
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How every file is decoded before feature extraction (the ``[audio]`` section)."""
+
+    sample_rate: int = 22050
+    duration_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        check(1000 <= self.sample_rate <= MAX_SAMPLE_RATE, "audio.sample_rate", self.sample_rate,
+              f"an integer in [1000, {MAX_SAMPLE_RATE}] (Hz), e.g. 22050")
+        check(math.isfinite(self.duration_s) and 0 < self.duration_s <= 3600, "audio.duration_s",
+              self.duration_s, "in (0, 3600] seconds")
 
 
 @dataclass(frozen=True)
@@ -61,80 +80,6 @@ class Waveform:
     samples: np.ndarray
     sample_rate: int
     n_valid: int
-
-
-# --- keeping libmpg123's console chatter out of the user's terminal -------------------------
-# libmpg123 writes notes such as "Illegal Audio-MPEG-Header ..." or "Xing stream size off ..."
-# straight to file descriptor 2 while libsndfile decodes a damaged MP3; genreflow reports such
-# files with a reason instead. fd 2 belongs to the whole process, so a depth counter under a
-# lock makes the first decoder in redirect it and the last one out restore it, even when
-# threads decode at once. Writes by other threads meanwhile are lost too, which is why only
-# decodes that may involve libmpg123 are wrapped.
-_quiet_lock = threading.Lock()
-_quiet_depth = 0
-_saved_stderr: int | None = None
-
-
-def _reset_quiet_after_fork() -> None:
-    """A forked child keeps no other thread: give it a fresh lock and its real stderr back."""
-    global _quiet_lock, _quiet_depth, _saved_stderr
-    _quiet_lock = threading.Lock()
-    if _saved_stderr is not None:
-        os.dup2(_saved_stderr, 2)
-        os.close(_saved_stderr)
-    _quiet_depth, _saved_stderr = 0, None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_quiet_after_fork)
-
-
-def _redirect_stderr_to_devnull() -> int:
-    """Point fd 2 at /dev/null; return a duplicate of the old fd 2 (raises OSError if none)."""
-    if sys.stderr is not None:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-    except OSError:
-        os.close(saved)
-        raise
-    return saved
-
-
-@contextmanager
-def quiet_native_stderr(active: bool = True) -> Iterator[None]:
-    """Silence what C libraries write to fd 2 inside the block (no-op when ``active`` is false
-    or fd 2 cannot be duplicated); the real stderr is always restored on the way out."""
-    global _quiet_depth, _saved_stderr
-    if not active:
-        yield
-        return
-    with _quiet_lock:
-        if _quiet_depth == 0:
-            try:
-                _saved_stderr = _redirect_stderr_to_devnull()
-            except OSError:
-                active = False
-        if active:
-            _quiet_depth += 1
-    try:
-        yield
-    finally:
-        if active:
-            with _quiet_lock:
-                _quiet_depth -= 1
-                if _quiet_depth == 0 and _saved_stderr is not None:
-                    os.dup2(_saved_stderr, 2)
-                    os.close(_saved_stderr)
-                    _saved_stderr = None
 
 
 def _might_use_mpg123(source: str | BinaryIO, header: bytes) -> bool:

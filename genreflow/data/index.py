@@ -23,7 +23,7 @@ import os
 import sys
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 from pyarrow.fs import FileType
 
@@ -33,6 +33,8 @@ from genreflow.errors import AudioDecodeError
 from genreflow.data.discovery import Discovery, discover
 from genreflow.core.fs import (Location, atomic_write_bytes, atomic_write_text, iter_chunks, not_regular_reason, open_input,
                  remove_stale_temps_tree)
+from genreflow.core.console import Progress
+from genreflow.core.host import usable_cpus
 from genreflow.core.layout import Layout
 
 INDEX_COLUMNS = ("relpath", "genre", "label", "content_hash", "duration_s", "sample_rate", "channels", "format", "bytes")
@@ -125,25 +127,23 @@ def pool_size(workers: int, n_tasks: int, *, processes: bool = True) -> int:
     """Workers worth starting: never more than tasks, and for processes never more than the
     usable CPUs (``--workers 64`` on 2 cores would start 64 interpreters for nothing). Threads
     waiting on a remote filesystem may exceed the CPUs, up to 4 per CPU."""
-    from genreflow.stages.session import usable_cpus
-
     limit = usable_cpus() * (1 if processes else 4)
     return max(1, min(workers, n_tasks, limit))
 
 
-def _validate_all(raw: Location, relpaths: list[str], workers: int,
-                  previous: dict[str, dict[str, Any]] | None = None, address: str | None = None
-                  ) -> list[dict[str, Any]]:
-    """Validate every candidate with a progress bar: Ray tasks near the data on a cluster
-    (``address``), else a local process pool (threads for remote files)."""
-    from genreflow.core.console import Progress
+Validator = Callable[[Location, list[str], list, Callable[[int], None]], list[dict[str, Any]]]
 
+
+def _validate_all(raw: Location, relpaths: list[str], workers: int,
+                  previous: dict[str, dict[str, Any]] | None = None, validate: Validator | None = None
+                  ) -> list[dict[str, Any]]:
+    """Validate every candidate with a progress bar: ``validate(raw, relpaths, known, tick)``
+    when given (Ray tasks near the data on a cluster), else a local process pool (threads for
+    remote files)."""
     known = [(previous or {}).get(rel) for rel in relpaths]
     with Progress(len(relpaths), "validate", "file") as progress:
-        if address:
-            from genreflow.stages.extract import validate_on_ray
-
-            results = validate_on_ray(raw, relpaths, known, address, workers, progress.update)
+        if validate is not None:
+            results = validate(raw, relpaths, known, progress.update)
         else:
             results = list(_validate_locally(raw, relpaths, known, workers, progress.update))
         progress.close(f"validated {len(relpaths)} file(s)")
@@ -186,13 +186,13 @@ def _validate_locally(raw: Location, relpaths: list[str], known: list, workers: 
             tick()
 
 
-def build_index(data_dir: str, workers: int, address: str | None = None) -> dict[str, Any]:
+def build_index(data_dir: str, workers: int, validate: Validator | None = None) -> dict[str, Any]:
     """Discover and validate ``DIR/raw``; return the index document (not yet written)."""
     layout = Layout.of(data_dir)
     found = discover(layout.raw)
     genre_of = dict(found.candidates)
     results = _validate_all(layout.raw, [rel for rel, _ in found.candidates], workers, _previous_records(layout),
-                            address)
+                            validate)
     valid, conflicts, conflict_notes = _drop_label_conflicts([r for r in results if "reason" not in r], genre_of)
     invalid = sorted([{"relpath": r["relpath"], "reason": r["reason"]} for r in results if "reason" in r]
                      + conflicts + found.unusable, key=lambda r: r["relpath"])
@@ -292,40 +292,3 @@ def read_index(data_dir: str) -> dict[str, Any]:
 
     return read_json(Layout.of(data_dir).index_json, "dataset index", f"genreflow index --data-dir {data_dir}",
                      ("genres", "files", "invalid"), check=check)
-
-
-def run_index(data_dir: str, workers: int, split_config, address: str | None = None) -> dict[str, Any]:
-    """Index, split and write everything; return the index and splits for the summary."""
-    import warnings
-
-    from genreflow.data.splits import make_splits, splits_json
-
-    layout = Layout.of(data_dir)
-    index = build_index(data_dir, workers, address)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        splits = make_splits(index["files"], split_config)
-    write_index(index, data_dir)
-    atomic_write_text(layout.splits_json, splits_json(splits))
-    return {"index": index, "splits": splits, "warnings": index["warnings"] + [str(w.message) for w in caught]}
-
-
-def summary_rows(index: dict[str, Any], splits: dict[str, Any]) -> list[list[Any]]:
-    """Per-genre counts: valid, invalid, duplicates, train, val."""
-    from collections import Counter
-
-    genres = index["params"]["genre_folders"]
-    valid = Counter(f["genre"] for f in index["files"])
-    invalid = Counter(r["relpath"].split("/")[0] for r in index["invalid"])
-    seen: set[str] = set()
-    dupes: Counter = Counter()
-    for record in index["files"]:
-        if record["content_hash"] in seen:
-            dupes[record["genre"]] += 1
-        seen.add(record["content_hash"])
-    val = set(splits["val"])
-    n_val = Counter(f["genre"] for f in index["files"] if f["relpath"] in val)
-    rows = [[g, valid[g], invalid[g], dupes[g], valid[g] - n_val[g], n_val[g]] for g in genres]
-    rows.append(["total", sum(valid.values()), len(index["invalid"]), sum(dupes.values()),
-                 len(splits["train"]), len(splits["val"])])
-    return rows

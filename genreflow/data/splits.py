@@ -6,6 +6,8 @@ GTZAN hold exact repeats, and a repeat on both sides inflates validation accurac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import hashlib
 import json
 import warnings
@@ -14,7 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.config import SplitConfig
+from genreflow.core.sections import check
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Stratified train/validation split parameters (the ``[split]`` section)."""
+
+    val_fraction: float = 0.2
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        check(0 < self.val_fraction < 1, "split.val_fraction", self.val_fraction, "in the open range (0, 1)")
+        check(self.seed >= 0, "split.seed", self.seed, "an integer >= 0")
 
 
 def _genre_seed(seed: int, genre: str) -> int:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from genreflow.core.sections import build_section, check
+from genreflow.data.audio import AudioConfig
 from genreflow.errors import ConfigError
+from genreflow.store.featureset import Kind
 from genreflow.features.base import Extractor
 
 _MODULES = {
@@ -55,16 +58,8 @@ def parse_kinds(text: str, key: str = "--features") -> list[str]:
     return sorted(set(kinds))
 
 
-def build(name: str, config: Any) -> Extractor:
-    """The extractor ``name`` with its section of ``config`` (a genreflow Config)."""
-    cls = registered()[name]
-    return cls(config.section(name), config.audio)
-
-
 def from_recipe(recipe: dict[str, Any]) -> Extractor:
     """Rebuild an extractor from a saved model's recipe; refuse another version's values."""
-    from genreflow.config import AudioConfig, build_section
-
     known = registered()
     name = recipe.get("name")
     if name not in known:
@@ -79,4 +74,4 @@ def from_recipe(recipe: dict[str, Any]) -> Extractor:
     return cls(section, audio)
 
 
-__all__ = ["Extractor", "build", "from_recipe", "names", "parse_kinds", "register", "registered", "unregister"]
+__all__ = ["Extractor", "Kind", "check", "from_recipe", "names", "parse_kinds", "register", "registered", "unregister"]

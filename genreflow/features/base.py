@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from genreflow.config import AudioConfig
+from genreflow.data.audio import AudioConfig
 from genreflow.core.fingerprint import fingerprint
 from genreflow.store.featureset import FeatureSet, Kind
 
@@ -79,7 +79,7 @@ class Extractor:
 
     # --- derived --------------------------------------------------------------------------
     def feature_set(self, data_dir: str) -> FeatureSet:
-        return FeatureSet.create(data_dir, self.name, self.version, self.params())
+        return FeatureSet.create(data_dir, self.kind, self.version, self.params())
 
     def fingerprint(self) -> str:
         return fingerprint(self.name, self.version, self.params())

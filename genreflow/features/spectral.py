@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genreflow.config import check
+from genreflow.core.sections import check
 from genreflow.store.featureset import Kind
 from genreflow.features.base import HopExtractor
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.config import check
+from genreflow.core.sections import check
 from genreflow.store.featureset import Kind
 from genreflow.features.vggish_tf import DEFAULT_HANDLE, FRAME_SECONDS, SAMPLE_RATE
 from genreflow.features.base import Extractor

@@ -15,12 +15,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
+from genreflow.core.sections import check
 from genreflow.errors import ConfigError, DataError
-
-
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}={value!r} is invalid: must be {allowed}.")
 
 
 def _is_number(value: Any) -> bool:
@@ -28,12 +24,12 @@ def _is_number(value: Any) -> bool:
 
 
 def _positive_float(key: str, value: Any) -> None:
-    _check(_is_number(value) and math.isfinite(value) and value > 0, key, value, "a float in (0, inf)")
+    check(_is_number(value) and math.isfinite(value) and value > 0, key, value, "a float in (0, inf)")
 
 
 def _int_at_least(key: str, value: Any, low: int) -> None:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-    _check(ok, key, value, f"an integer in [{low}, inf)")
+    check(ok, key, value, f"an integer in [{low}, inf)")
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,7 @@ class SvmParams:
         _positive_float(f"{self.section}.C", self.C)
         ok = self.gamma in ("scale", "auto") if isinstance(self.gamma, str) else \
             _is_number(self.gamma) and math.isfinite(self.gamma) and self.gamma > 0
-        _check(ok, f"{self.section}.gamma", self.gamma, "'scale', 'auto' or a float in (0, inf)")
+        check(ok, f"{self.section}.gamma", self.gamma, "'scale', 'auto' or a float in (0, inf)")
         _int_at_least(f"{self.section}.calibration_folds", self.calibration_folds, 2)
 
 
@@ -83,12 +79,12 @@ class MlpParams:
             object.__setattr__(self, "hidden", tuple(self.hidden))
         ok = isinstance(self.hidden, tuple) and len(self.hidden) > 0 and all(
             isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden)
-        _check(ok, f"{self.section}.hidden", self.hidden, "a non-empty list of positive integers, e.g. [256, 128]")
-        _check(_is_number(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0,
+        check(ok, f"{self.section}.hidden", self.hidden, "a non-empty list of positive integers, e.g. [256, 128]")
+        check(_is_number(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0,
                f"{self.section}.alpha", self.alpha, "a float in [0, inf)")
         _int_at_least(f"{self.section}.max_iter", self.max_iter, 1)
         _positive_float(f"{self.section}.learning_rate_init", self.learning_rate_init)
-        _check(isinstance(self.early_stopping, bool), f"{self.section}.early_stopping", self.early_stopping,
+        check(isinstance(self.early_stopping, bool), f"{self.section}.early_stopping", self.early_stopping,
                "true or false")
 
 

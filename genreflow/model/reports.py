@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from genreflow.core.fs import Location, atomic_write_bytes, atomic_write_text
 from genreflow.core.tables import format_table
+from genreflow.errors import DataError
+from genreflow.model.crossval import CvResult
 
 
 def per_genre_table(metrics: dict[str, Any]) -> str:
@@ -89,3 +93,63 @@ def write_reports(metrics: dict[str, Any], reports: Location) -> list[Location]:
         targets.append(reports.join("confusion_matrix.png"))
         atomic_write_bytes(targets[2], confusion_png(metrics))
     return targets
+
+
+def probability_column(genre: str) -> str:
+    """Column name of a genre's probability in oof_predictions.csv (never clashes with the others)."""
+    return f"p_{genre}"
+
+
+def prediction_rows(relpaths: Sequence[str], labels: np.ndarray, proba: np.ndarray,
+                    genres: Sequence[str]) -> list[dict[str, Any]]:
+    """relpath, genre, predicted, p_<genre>... per clip; proba [shape=(n, n_genres)].
+
+    Shared by oof_predictions.csv and `train`'s val_predictions.csv, so both read alike.
+    """
+    predicted = np.argmax(proba, axis=1)
+    return [{"relpath": rel, "genre": genres[int(labels[i])], "predicted": genres[int(predicted[i])],
+             **{probability_column(g): float(proba[i, j]) for j, g in enumerate(genres)}}
+            for i, rel in enumerate(relpaths)]
+
+
+def oof_rows(result: CvResult, relpaths: Sequence[str], genres: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """``prediction_rows`` of the out-of-fold probabilities plus fold; one row per clip, or
+    per clip and repeat (with a ``repeat`` column) when R > 1."""
+    genres = list(genres if genres is not None else result.genres)
+    if len(relpaths) != len(result.y):
+        raise DataError(f"{len(relpaths)} relpaths for {len(result.y)} clips.")
+    rows = []
+    for r in range(result.n_repeats):
+        for i, row in enumerate(prediction_rows(relpaths, result.y, result.oof_proba[r], genres)):
+            row["fold"] = int(result.folds[r, i])
+            if result.n_repeats > 1:
+                row["repeat"] = r
+            rows.append(row)
+    return rows
+
+
+def most_confused(confusion: np.ndarray, genres: Sequence[str], top: int = 3) -> list[tuple[str, str, int]]:
+    """The ``top`` largest off-diagonal cells as (true genre, predicted genre, count)."""
+    matrix = np.asarray(confusion).copy()
+    np.fill_diagonal(matrix, 0)
+    order = np.argsort(-matrix, axis=None, kind="stable")[:top]
+    cells = [np.unravel_index(i, matrix.shape) for i in order]
+    return [(genres[a], genres[b], int(matrix[a, b])) for a, b in cells if matrix[a, b] > 0]
+
+
+def cv_report_text(metrics: Mapping[str, Any]) -> str:
+    """Console summary of ``cv_metrics_json``: mean ± std, per-genre table, confusion, top confusions."""
+    def pm(mean: float | None, std: float | None) -> str:
+        return "-" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+    rows = [[g, pm(m["precision_mean"], m["precision_std"]), pm(m["recall_mean"], m["recall_std"]),
+             pm(m["f1_mean"], m["f1_std"]), m["support"]] for g, m in metrics["per_genre"].items()]
+    pairs = most_confused(np.array(metrics["confusion_matrix"]), metrics["labels"])
+    repeats = f" x {metrics['repeats']} repeats" if metrics["repeats"] > 1 else ""
+    return (f"{metrics['folds']}-fold cross-validation{repeats}, {metrics['n_clips']} files, "
+            f"classifier {metrics['classifier']}\n"
+            f"accuracy: {pm(metrics['accuracy_mean'], metrics['accuracy_std'])}   "
+            f"macro-F1: {pm(metrics['f1_macro_mean'], metrics['f1_macro_std'])}\n\n"
+            f"{format_table(['genre', 'precision', 'recall', 'f1', 'support'], rows)}\n\n"
+            f"out-of-fold confusion matrix (rows: true, columns: predicted)\n{confusion_text(metrics)}\n"
+            + (f"\nmost confused: {', '.join(f'{a} -> {b} ({n})' for a, b, n in pairs)}\n" if pairs else ""))

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.model.training import Dataset, extractors_for, load_dataset
+from genreflow.config import extractors_for
+from genreflow.model.training import Dataset
+from genreflow.stages.train import load_dataset
 from genreflow.config import Config
 from genreflow.core.fs import Location, atomic_write_text
 
@@ -29,7 +31,7 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 def write_val_predictions(data: Dataset, proba: np.ndarray, folder: Location) -> Location:
     """reports/val_predictions.csv: relpath, genre, predicted, p_<genre>... per validation file."""
-    from genreflow.model.crossval import prediction_rows
+    from genreflow.model.reports import prediction_rows
 
     relpaths = [r for r, v in zip(data.relpaths, data.is_val) if v]
     target = folder.join("val_predictions.csv")
@@ -62,7 +64,8 @@ def run_cross_validation(config: Config, progress=None) -> dict[str, Any]:
     {"metrics", "written", "dataset"}."""
     from threadpoolctl import threadpool_limits
 
-    from genreflow.model.crossval import assign_repeats, cross_validate, cv_metrics_json, make_groups, oof_rows
+    from genreflow.model.crossval import assign_repeats, cross_validate, cv_metrics_json, make_groups
+    from genreflow.model.reports import oof_rows
     from genreflow.core.layout import Layout
     from genreflow.model.reports import confusion_png
 

@@ -287,7 +287,7 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     model kind. With ``fsets`` workers write shards; without, they return pooled vectors."""
     import ray
 
-    from genreflow.core.console import quiet_ray_data
+    from genreflow.stages.session import quiet_ray_data
     from genreflow.stages.session import cluster_cpus
 
     quiet_ray_data()
@@ -347,46 +347,6 @@ def _run(config: Config, work: Plan) -> None:
                         work.reports[name].failed.append({"relpath": str(rel), "reason": str(status)})
     except Exception as exc:
         raise user_error(exc) or exc
-
-
-def validate_batch(batch: dict[str, np.ndarray], *, raw) -> dict[str, np.ndarray]:
-    """Ray Data task: validate (hash + decode) index candidates where the data is; one JSON
-    record per file back to the driver (small: the audio never leaves the worker)."""
-    import json
-
-    from genreflow.data.index import validate_file
-
-    records = [validate_file(raw, str(rel), json.loads(str(prev)) or None)
-               for rel, prev in zip(batch["relpath"], batch["previous"])]
-    return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
-
-
-def validate_on_ray(raw, relpaths: list[str], known: list, address: str, workers: int,
-                    tick: Callable[[int], None]) -> list[dict[str, Any]]:
-    """Index validation as Ray tasks on the cluster at ``address`` (listing stays on the
-    driver), so the bytes of a large dataset never pass through the head node."""
-    import json
-
-    import ray
-
-    from genreflow.core.console import quiet_ray_data
-    from genreflow.stages.session import cluster_cpus, ray_session
-
-    if not relpaths:
-        return []
-    with ray_session(address, workers):
-        quiet_ray_data()
-        slots = max(1, cluster_cpus())
-        rows = max(1, min(64, math.ceil(len(relpaths) / slots)))
-        items = [{"relpath": rel, "previous": json.dumps(prev)} for rel, prev in zip(relpaths, known)]
-        ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / rows))
-        ds = ds.map_batches(validate_batch, fn_kwargs={"raw": raw}, batch_size=rows, num_cpus=1)
-        out: list[dict[str, Any]] = []
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            out.extend(json.loads(str(r)) for r in batch["record"])
-            tick(len(batch["record"]))
-    order = {rel: i for i, rel in enumerate(relpaths)}
-    return sorted(out, key=lambda r: order[r["relpath"]])
 
 
 def user_error(exc: BaseException) -> GenreflowError | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Iterator
 
+from genreflow.core.console import VERBOSITY, is_terminal
 from genreflow.errors import RayStartError
 
 
@@ -24,8 +26,6 @@ def ray_session(address: str | None, workers: int) -> Iterator[None]:
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    from genreflow.core.console import ray_logging_level
-
     kwargs = {"logging_level": ray_logging_level(), "log_to_driver": True}
     try:
         if address:
@@ -73,18 +73,20 @@ def cluster_cpus() -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
 
-def usable_cpus() -> int:
-    """CPUs this process may really use: its affinity mask (taskset, a container's cpuset),
-    lowered by a cgroup v2 CPU quota (docker --cpus) when one is set; at least 1."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as handle:
-            quota, period = handle.read().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, -(-int(quota) // int(period)))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
+def ray_logging_level() -> int:
+    """What ray.init should log: errors only unless --verbose (its token-auth and progress-bar
+    notes are not the user's business on a local run)."""
+    return logging.INFO if VERBOSITY.verbose else logging.ERROR
+
+
+def quiet_ray_data() -> None:
+    """Ray Data: its own bars only in a terminal (not --quiet), its INFO lines only with --verbose."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = is_terminal() and not VERBOSITY.quiet
+    if hasattr(context, "enable_operator_progress_bars"):
+        context.enable_operator_progress_bars = False
+    if not VERBOSITY.verbose:
+        for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray"):
+            logging.getLogger(name).setLevel(logging.ERROR)

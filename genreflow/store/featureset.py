@@ -20,6 +20,7 @@ from genreflow.core.fingerprint import fingerprint, is_fingerprint, shard_name
 from genreflow.core.fs import Location, atomic_write_bytes, atomic_write_text, exists, list_files, read_text
 from genreflow.core.jsonfiles import read_json
 from genreflow.core.layout import Layout
+from genreflow.store.integrity import read_shard
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,6 @@ class Kind:
         return array.T if self.time_axis == 1 else array
 
 
-def kind_of(name: str) -> Kind:
-    """The storage layout of a registered extractor, or one clear error naming the choices."""
-    from genreflow.features import registered
-
-    extractors = registered()
-    if name not in extractors:
-        raise DataError(f"kind={name!r} is not a feature kind: use one of {', '.join(extractors)}.")
-    return extractors[name].kind
-
-
 @dataclass(frozen=True)
 class FeatureSet:
     """One fingerprint folder: a kind computed with one exact set of parameters."""
@@ -57,10 +48,10 @@ class FeatureSet:
     location: Location
 
     @classmethod
-    def create(cls, data_dir: str, kind: str, version: int, params: Mapping[str, Any]) -> "FeatureSet":
-        fp = fingerprint(kind, version, params)
-        loc = Layout.of(data_dir).store.join(kind, fp)
-        return cls(kind_of(kind), fp, {"name": kind, "version": version, "params": dict(params)}, loc)
+    def create(cls, data_dir: str, kind: Kind, version: int, params: Mapping[str, Any]) -> "FeatureSet":
+        fp = fingerprint(kind.name, version, params)
+        loc = Layout.of(data_dir).store.join(kind.name, fp)
+        return cls(kind, fp, {"name": kind.name, "version": version, "params": dict(params)}, loc)
 
     def ensure_params_file(self) -> None:
         """Write the human-readable ``_params.json`` once (atomically)."""
@@ -100,7 +91,7 @@ def write_shard(fset: FeatureSet, table, extra_metadata: Mapping[str, str] | Non
     import pyarrow.parquet as pq
 
     metadata = {
-        "genreflow.core.fingerprint": fset.fingerprint,
+        "genreflow.fingerprint": fset.fingerprint,
         "genreflow.params": json.dumps(fset.params, sort_keys=True),
         "genreflow.versions": json.dumps(_versions(), sort_keys=True),
         **(extra_metadata or {}),
@@ -135,8 +126,6 @@ def read_table(fset: FeatureSet, columns: list[str] | None = None):
     """
     import pyarrow as pa
 
-    from genreflow.store.integrity import read_shard
-
     tables = [t for t in (read_shard(fset, p, columns) for p in fset.shard_paths()) if t is not None]
     if not tables:
         return None
@@ -153,8 +142,6 @@ def iter_batches(fset: FeatureSet, columns: list[str] | None = None, batch_rows:
     schema, page checksums); a damaged one is quarantined and its rows count as missing.
     """
     import pyarrow as pa
-
-    from genreflow.store.integrity import read_shard
 
     wanted = None if columns is None else list(dict.fromkeys(["content_hash", *columns]))
     seen: set[str] = set()
@@ -192,13 +179,13 @@ def list_feature_sets(data_dir: str, kind: str) -> list[dict[str, Any]]:
             params = read_json(params_file, f"the parameters of {kind} feature set {info.base_name}",
                                f"genreflow features --features {kind} --data-dir {data_dir}") \
                 if exists(params_file) else {}
-            found.append({"fingerprint": info.base_name, **params})
+            found.append({**params, "fingerprint": info.base_name})  # the folder name is the truth
     return sorted(found, key=lambda f: f["fingerprint"])
 
 
-def open_feature_set(data_dir: str, kind: str, fingerprint_: str | None = None) -> FeatureSet:
+def open_feature_set(data_dir: str, layout_kind: Kind, fingerprint_: str | None = None) -> FeatureSet:
     """The feature set to read: the given fingerprint, or the only one there is."""
-    layout_kind = kind_of(kind)
+    kind = layout_kind.name
     sets = list_feature_sets(data_dir, kind)
     if fingerprint_ is None:
         if len(sets) != 1:
@@ -217,49 +204,3 @@ def open_feature_set(data_dir: str, kind: str, fingerprint_: str | None = None) 
 def make_command(kind: str, data_dir: str) -> str:
     """The command that computes ``kind`` for a data folder (for hints in error messages)."""
     return f"genreflow features --features {kind} --data-dir {data_dir}"
-
-
-def read_features(data_dir: str = "data", kind: str = "mfcc", *, fingerprint: str | None = None,
-                  with_index: bool = False):
-    """One feature set as a pandas DataFrame (one row per content_hash).
-
-    With ``with_index=True`` the rows are joined with the index (relpath, genre, label, split):
-    one row per file, so a file stored twice under two names appears twice.
-    """
-    fset = open_feature_set(data_dir, kind, fingerprint)
-    table = read_table(fset)
-    if table is None:
-        raise DataError(f"The {kind} feature set {fset.fingerprint} is empty: run `{make_command(kind, data_dir)}` first.")
-    frame = table.to_pandas()
-    if not with_index:
-        return frame
-    return index_frame(data_dir).merge(frame, on="content_hash", how="inner")
-
-
-def index_frame(data_dir: str):
-    """The index rows (relpath, genre, label, content_hash, split) as a DataFrame."""
-    import pandas as pd
-
-    from genreflow.data.index import read_index
-
-    layout = Layout.of(data_dir)
-    files = read_index(data_dir)["files"]
-    frame = pd.DataFrame(files, columns=["relpath", "genre", "label", "content_hash"])
-    split = {}
-    if exists(layout.splits_json):
-        splits = json.loads(read_text(layout.splits_json))
-        split = {**{p: "train" for p in splits["train"]}, **{p: "val" for p in splits["val"]}}
-    frame["split"] = frame["relpath"].map(split).fillna("train")
-    return frame
-
-
-def feature_array(row: Mapping[str, Any]) -> np.ndarray:
-    """Rebuild the 2-D array of one DataFrame row: (n_mfcc, n_frames) or (n_frames, 128)."""
-    from genreflow.features import registered
-
-    for kind in (e.kind for e in registered().values()):
-        if kind.value_column in row:
-            rows, cols = kind.shape_columns
-            return np.asarray(row[kind.value_column], dtype=np.float32).reshape(int(row[rows]), int(row[cols]))
-    columns = ", ".join(repr(e.kind.value_column) for e in registered().values())
-    raise DataError(f"This row holds no feature column (expected one of {columns}).")
