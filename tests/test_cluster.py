@@ -208,7 +208,7 @@ def test_pipeline_then_train_jobs_on_a_ray_head(ray_head, tmp_path):
     assert not (processed / "classifier_model.zip").exists()  # the pipeline job does not train
 
     package = uploaded_package(ray_head)
-    assert (package / "jobs" / "pipeline.py").is_file() and (package / "genreflow" / "cli.py").is_file()
+    assert (package / "jobs" / "pipeline.py").is_file() and (package / "genreflow" / "cli" / "__init__.py").is_file()
     assert not (package / ".git").exists() and not (package / "data").exists()
 
     # the README's token steps: a client without the token is refused; `ray get-auth-token` on

@@ -13,7 +13,7 @@ from genreflow.model.crossval import (assign_folds, assign_repeats, cross_valida
                                       make_groups, read_group_csv)
 from genreflow.model.reports import cv_report_text, most_confused, oof_rows, prediction_rows
 from genreflow.errors import ConfigError, DataError
-from genreflow.model.segments import KindFrames, combine_kinds, stack_clips
+from genreflow.model.pooling import KindFrames, combine_kinds
 from genreflow.data.synth import SYNTH_GENRES, genre_clip
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -134,6 +134,12 @@ def test_too_few_groups_for_the_folds_is_one_clear_line():
     assert message.startswith("Genre 'jazz' has 3 group(s) of files, fewer than folds=5") and "--folds 3" in message
     with pytest.raises(ConfigError, match=r"evaluate\.folds=1 is invalid: must be an integer in \[2, inf\)\."):
         assign_folds(labels, make_groups(rel, hashes), 1, 0)
+
+
+def stack_clips(per_clip):
+    """Per-clip segment matrices -> (design matrix, clip index of each row)."""
+    counts = [len(m) for m in per_clip]
+    return np.concatenate(per_clip, axis=0), np.repeat(np.arange(len(per_clip)), counts)
 
 
 def segment_rows(n_clips: int, labels: np.ndarray, seed: int = 0):

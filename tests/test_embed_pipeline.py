@@ -29,7 +29,10 @@ def write_clips(root, seconds_by_name):
 def test_embeddings_match_direct_model_call_and_row_counts(tmp_path, standin_model, ray_local):
     write_clips(tmp_path, {"long.wav": 31.0, "mid.flac": 12.0, "short.ogg": 0.5, "tiny.mp3": 0.3})
     for duration, rows in ((30.0, 31), (10.0, 10)):
-        config = config_for(tmp_path, duration_s=duration, **{"vggish.handle": standin_model})
+        # compared with a direct fp32 call below, so the stored rows are pinned to fp32 (auto is bf16 on
+        # CPUs with bf16 flags)
+        config = config_for(tmp_path, duration_s=duration, **{"vggish.handle": standin_model,
+                                                              "vggish.precision": "fp32"})
         run_index_command(config)
         (report,) = run_features_command(config, ["vggish"])
         assert (report.computed, report.failed) == (4, [])

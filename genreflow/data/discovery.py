@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from genreflow.data.audio import EXTENSIONS
 from genreflow.errors import DataError
-from genreflow.core.fs import Entry, Location, is_dir, is_under, list_files, walk_local_guarded
+from genreflow.core.fs import Entry, Location, is_dir, is_under, list_files, locate, walk_local_guarded
 
 EXPECTED_LAYOUT = """Expected layout:
   {raw}/
@@ -136,3 +136,35 @@ def discover(raw: Location, max_entries: int = MAX_GENRE_ENTRIES) -> Discovery:
         raise DataError(f"No genre folders in {raw}.{left_out}\n" + EXPECTED_LAYOUT.format(raw=raw))
     found.genres = sorted(genres)
     return found
+
+
+def _is_audio_name(path: str) -> bool:
+    return posixpath.splitext(path)[1].lower() in EXTENSIONS
+
+
+def list_audio(paths: list[str], max_entries: int = MAX_GENRE_ENTRIES) -> tuple[list[str], list[str]]:
+    """Files as given, folders (local or URI prefixes) expanded to the audio below them, sorted
+    per folder, under the rules ``index`` uses: hidden names skipped, the extension decides,
+    symlinked sub-folders followed only inside the folder given, loops entered once, at most
+    ``max_entries`` entries per folder. Returns (files, notes on what was left out)."""
+    out: list[str] = []
+    notes: list[str] = []
+    for path in paths:
+        loc = locate(path)
+        if "://" in path and is_dir(loc):
+            scheme, query = path.split("://", 1)[0], path.partition("?")[2]
+            suffix = f"?{query}" if query else ""  # endpoint and options stay with every file
+            out.extend(sorted(f"{scheme}://{e.path}{suffix}" for e in list_files(loc)
+                              if not e.is_dir and _is_audio_name(e.path)
+                              and not posixpath.basename(e.path).startswith(".")))
+        elif "://" not in path and os.path.isdir(path):
+            top = path.rstrip("/") or "/"
+            walk = walk_local_guarded(top, (os.path.realpath(top),), max_entries)
+            notes.extend(_printable(n) for n in walk.notes)
+            if not walk.complete:
+                notes.append(f"{_printable(top)} holds more than {max_entries:,} files and folders: only the first "
+                             "ones were listed.")
+            out.extend(sorted(e.path for e in walk.entries if not e.is_dir and _is_audio_name(e.path)))
+        else:
+            out.append(path)
+    return out, notes

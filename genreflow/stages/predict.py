@@ -8,7 +8,6 @@ Features already in the store (same content hash, same fingerprint) are reused.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -16,7 +15,9 @@ import numpy as np
 
 from genreflow.errors import AudioDecodeError, ConfigError
 from genreflow.features import Extractor, from_recipe
-from genreflow.core.fs import exists
+from genreflow.model.classifiers import clip_proba
+from genreflow.core.fs import exists, not_regular_reason
+from genreflow.data.discovery import list_audio
 
 
 @dataclass
@@ -30,30 +31,8 @@ class Prediction:
 
 
 def collect_paths(paths: list[str]) -> list[str]:
-    """Files as given, folders (local or URI prefixes) expanded to the audio files below them, sorted."""
-    from genreflow.data.audio import EXTENSIONS
-    from genreflow.core.fs import is_dir, list_files, locate
-
-    out: list[str] = []
-    for path in paths:
-        if "://" in path:
-            loc = locate(path)
-            if is_dir(loc):
-                scheme, query = path.split("://", 1)[0], path.partition("?")[2]
-                suffix = f"?{query}" if query else ""  # endpoint and options stay with every file
-                out.extend(sorted(f"{scheme}://{e.path}{suffix}" for e in list_files(loc) if not e.is_dir
-                                  and os.path.splitext(e.path)[1].lower() in EXTENSIONS
-                                  and not os.path.basename(e.path).startswith(".")))
-            else:
-                out.append(path)
-        elif os.path.isdir(path):
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                out.extend(os.path.join(root, f) for f in sorted(files)
-                           if not f.startswith(".") and os.path.splitext(f)[1].lower() in EXTENSIONS)
-        else:
-            out.append(path)
-    return out
+    """Files as given, folders expanded to their audio with the listing rules of ``index``."""
+    return list_audio(paths)[0]
 
 
 def model_extractors(bundle, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[Extractor]:
@@ -108,7 +87,7 @@ class ClipFeatures:
         """(feature rows [shape=(n_segments or 1, D)], True if they came from the store)."""
         from genreflow.core.fs import locate
         from genreflow.data.decode import read_and_decode
-        from genreflow.model.segments import KindFrames, combine_kinds
+        from genreflow.model.pooling import KindFrames, combine_kinds
 
         if key and key in stored:
             return stored[key], True
@@ -123,10 +102,15 @@ class ClipFeatures:
 
 
 def _hash(path: str) -> str | None:
+    """sha256 of a file, or None when it cannot be read as one (reported when it is decoded).
+    FIFOs and devices are never opened: reading them would hang or never end."""
     from genreflow.core.fs import locate, sha256_and_size
 
     try:
-        return sha256_and_size(locate(path))[0]
+        loc = locate(path)
+        if not_regular_reason(loc):
+            return None
+        return sha256_and_size(loc)[0]
     except OSError:
         return None  # reported with its reason when decoded
 
@@ -140,17 +124,16 @@ def hash_all(paths: list[str], workers: int) -> dict[str, str | None]:
 
 
 def clip_probability(bundle, rows: np.ndarray) -> np.ndarray:
-    """A clip's probabilities over the model's classes: the mean over its segments' rows."""
-    return bundle.pipeline.predict_proba(rows).mean(axis=0)
+    """A clip's probability per genre of the model (label order): the mean over its segments'
+    rows, computed by the same function training and evaluate use."""
+    return clip_proba(bundle.pipeline, rows, np.zeros(len(rows), np.int64), len(bundle.genres))[1][0]
 
 
 def to_prediction(path: str, bundle, proba: np.ndarray, cached: bool = False) -> Prediction:
-    genres = bundle.genres
-    classes = [genres[int(c)] for c in bundle.pipeline.classes_]
+    """``proba`` [shape=(n_genres,)] in the model's genre order (a genre absent from train has 0)."""
     best = int(np.argmax(proba))
-    probabilities = {g: 0.0 for g in genres}  # a genre absent from train gets 0
-    probabilities.update({c: float(p) for c, p in zip(classes, proba)})
-    return Prediction(path, classes[best], float(proba[best]), probabilities, cached=cached)
+    return Prediction(path, bundle.genres[best], float(proba[best]),
+                      {g: float(p) for g, p in zip(bundle.genres, proba)}, cached=cached)
 
 
 @dataclass
@@ -244,15 +227,8 @@ def _with_ray(files, keys, stored, bundle, features, config, emit) -> int:
                 else:
                     done.append(len(results)), rows.append(np.concatenate(parts)), results.append(None)
             if rows:
-                for slot, proba in zip(done, bundle.pipeline.predict_proba(np.stack(rows))):
+                _, probas = clip_proba(bundle.pipeline, np.stack(rows), np.arange(len(rows)), len(bundle.genres))
+                for slot, proba in zip(done, probas):
                     results[slot] = to_prediction(str(batch["relpath"][slot]), bundle, proba)
             emit(results)
     return failed
-
-
-def predict_files(paths: list[str], bundle, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                  data_dir: str | None = None) -> list[Prediction]:
-    """Every file's prediction, in-process (the Python API's simple path)."""
-    out: list[Prediction] = []
-    predict_stream(collect_paths(paths), bundle, model_extractors(bundle, overrides), out.extend, data_dir=data_dir)
-    return out
