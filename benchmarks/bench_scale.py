@@ -90,7 +90,7 @@ def make_config(data_dir: str | Path):
 
 
 def make_extractor(kind: str, data_dir: str | Path):
-    from genreflow.features import build
+    from genreflow.config import build_extractor as build
 
     return build(kind, make_config(data_dir)).resolved()
 

@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
 class TrainConfig:
     """Which features and classifier; ``[train.<classifier>]`` sections hold each one's settings."""
 
-    features: str = "vggish"
+    features: str = "musicnn"  # the best measured setting that needs no download (README, "Feature kinds")
     classifier: str = "logreg"
     segment_s: float = 0.0  # 0 = whole clip; else windows of this many seconds, 50 % overlap
     tune: bool = False
@@ -187,9 +187,9 @@ def load_config(config_path: str | Path | None = None, overrides: Mapping[str, A
         config_path = "genreflow.toml"
     if config_path is not None:
         config = _build(Config, "", read_toml(config_path), config)
-    env_handle = os.environ.get("GENREFLOW_VGGISH_MODEL")
-    if env_handle:
-        config = _build(Config, "", {"vggish": {"handle": env_handle}}, config)
+    for name, cls in registered().items():  # e.g. GENREFLOW_VGGISH_MODEL, GENREFLOW_MUSICNN_MODEL
+        if cls.model_env and os.environ.get(cls.model_env[1]):
+            config = _build(Config, "", {name: {cls.model_env[0]: os.environ[cls.model_env[1]]}}, config)
     return _build(Config, "", _nest(overrides or {}), config)
 
 

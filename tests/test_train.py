@@ -109,22 +109,25 @@ def test_train_without_features_says_what_to_run(tmp_path):
 
 def test_run_stops_on_unloadable_vggish_without_switching_features(tmp_path):
     make_tree(tmp_path, per_genre=2, seconds=1.0)
-    result = subprocess.run([sys.executable, "-m", "genreflow", "run", "--data-dir", str(tmp_path),
-                             "--vggish-model", str(tmp_path / "missing-model")], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "genreflow", "run", "--data-dir", str(tmp_path), "--features",
+                             "vggish", "--vggish-model", str(tmp_path / "missing-model")],
+                            capture_output=True, text=True)
     assert result.returncode == 3 and "Traceback" not in result.stderr
-    assert "missing-model" in result.stderr
+    assert "missing-model" in result.stderr and "--features musicnn" in result.stderr  # names the offline kinds
     assert not (tmp_path / "processed" / "classifier_model.zip").exists()
 
 
 @pytest.mark.slow
-def test_demo_falls_back_to_mfcc_loudly(tmp_path):
+def test_demo_without_vggish_uses_musicnn_with_one_note(tmp_path):
     result = subprocess.run([sys.executable, "-m", "genreflow", "demo", "--data-dir", str(tmp_path), "--workers", "2",
-                             "--clips-per-genre", "4", "--clip-seconds", "2", "--vggish-model",
-                             str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
+                             "--clips-per-genre", "4", "--clip-seconds", "2", "--features", "vggish",
+                             "--vggish-model", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "The vggish model is not available" in result.stderr
+    notes = [line for line in result.stderr.splitlines() if "model is not available" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: the vggish model") and "--features musicnn" in notes[0]
+    assert "!!!" not in result.stderr
     metrics = json.loads((tmp_path / "processed" / "reports" / "metrics.json").read_text())
-    assert metrics["features"] == "mfcc" and metrics["n_train"] + metrics["n_val"] == 16
+    assert metrics["features"] == "musicnn" and metrics["n_train"] + metrics["n_val"] == 16
     formats = {p.suffix for p in (tmp_path / "raw").rglob("*.*")}
     assert formats == {".wav", ".flac", ".ogg", ".mp3"}
 

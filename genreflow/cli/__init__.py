@@ -62,6 +62,9 @@ def _options(*extra: Callable, data_dir_default: str | None = None) -> Callable:
             configure(0 if quiet else 2 if verbose else 1)
 
             overrides = {"data_dir": data_dir or data_dir_default, "workers": workers}
+            precision = kwargs.pop("precision_all", None)
+            if precision:  # --precision applies to every model kind that has one
+                overrides.update({f"{name}.precision": precision for name in _precision_kinds()})
             for key in list(kwargs):
                 if "__" in key or key == "address":  # option names like split__seed map to the section key split.seed
                     overrides[key.replace("__", ".")] = kwargs.pop(key)
@@ -86,19 +89,50 @@ _ADDRESS = click.option("--address", "address", default=None,
                         help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
 _VGGISH = click.option("--vggish-model", "vggish__handle", default=None,
                        help="VGGish TF Hub handle: URL or local SavedModel folder ($GENREFLOW_VGGISH_MODEL).")
+_MUSICNN = click.option("--musicnn-model", "musicnn__model_dir", default=None,
+                        help="Folder holding the musicnn checkpoint (default: the installed musicnn package; "
+                             "$GENREFLOW_MUSICNN_MODEL).")
+
+
+def _registered_names() -> list[str]:
+    from genreflow.features import registered
+
+    return list(registered())
+
+
+def _precision_kinds() -> list[str]:
+    from dataclasses import fields
+
+    from genreflow.features import registered
+
+    return [name for name, cls in registered().items() if "precision" in {f.name for f in fields(cls.config_class)}]
+
+
+def _classifier_names() -> list[str]:
+    from genreflow.model.classifiers import CLASSIFIERS
+
+    return list(CLASSIFIERS)
+
+
+def _precision_choices() -> list[str]:
+    from genreflow.core.host import PRECISIONS
+
+    return list(PRECISIONS)
+
+
 def _kinds_help() -> str:
-    return "Feature kinds joined with '+', from: mfcc, spectral, vggish and any registered plug-in."
+    return f"Feature kinds joined with '+', from: {', '.join(_registered_names())}."
 
 
 _FEATURES = click.option("--features", "train__features", default=None,
-                         help="Features the classifier uses (default vggish). " + _kinds_help())
-_PRECISION = click.option("--precision", "vggish__precision", type=click.Choice(["auto", "fp32", "bf16"]),
-                          default=None, help="VGGish compute precision (default auto: bf16 where the CPU has "
-                                             "AMX-BF16 or AVX512-BF16, else fp32).")
+                         help="Features the classifier uses (default musicnn). " + _kinds_help())
+_PRECISION = click.option("--precision", "precision_all", type=click.Choice(_precision_choices()),
+                          default=None, help="Compute precision of the model kinds (default auto: bf16 where the "
+                                             "CPU has AMX-BF16 or AVX512-BF16, else fp32).")
 
 
 _CLASSIFIER = [
-    click.option("--classifier", "train__classifier", type=click.Choice(["logreg", "svm", "mlp", "hgb"]),
+    click.option("--classifier", "train__classifier", type=click.Choice(_classifier_names()),
                  default=None, help="Classifier (default logreg); its settings live in [train.<name>]."),
     click.option("--C", "clf_C", type=float, default=None, help="C of logreg or svm."),
     click.option("--gamma", "clf_gamma", default=None, help="gamma of svm: scale, auto or a number."),
@@ -157,7 +191,7 @@ def index(config) -> None:
 
 @main.command()
 @click.option("--features", "kinds", default="mfcc", show_default=True, help=_kinds_help())
-@_options(_VGGISH, _PRECISION, _ADDRESS)
+@_options(_VGGISH, _MUSICNN, _PRECISION, _ADDRESS)
 def features(config, kinds) -> None:
     """Compute features of every indexed file not yet in the store, one read per file (Ray Data)."""
     from genreflow.cli.commands import run_features_command
@@ -167,7 +201,7 @@ def features(config, kinds) -> None:
 
 
 @main.command()
-@_options(_VGGISH, _PRECISION, _ADDRESS)
+@_options(_VGGISH, _MUSICNN, _PRECISION, _ADDRESS)
 def embed(config) -> None:
     """Compute VGGish embeddings of every indexed file not yet in the store (= features --features vggish)."""
     from genreflow.cli.commands import run_features_command
@@ -180,7 +214,7 @@ _NO_VAL = click.option("--allow-no-val", "train__allow_no_val", is_flag=True, de
 
 
 @main.command()
-@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _PRECISION)
+@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _MUSICNN, _PRECISION)
 def train(config) -> None:
     """Train and evaluate the genre classifier from the feature store."""
     from genreflow.cli.commands import run_train_command
@@ -194,22 +228,33 @@ def train(config) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--vggish-model", "handle", default=None,
               help="Where to load the model's VGGish from, if not where it was trained (must be the same model).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
-              help="VGGish precision (default: the one the model was trained with).")
+@click.option("--musicnn-model", "musicnn_dir", default=None,
+              help="Where to load the model's musicnn checkpoint from (must hold the same weights).")
+@click.option("--precision", type=click.Choice(_precision_choices()), default=None,
+              help="Precision of the model kinds (default: the one the model was trained with).")
 @click.option("--trust-pickle", is_flag=True, default=False,
               help="Also load old pickle/joblib model files. Pickles can run code: only for files you trust.")
 @click.option("--out", "out", default=None,
               help="Stream results to FILE.csv, FILE.jsonl or FILE.parquet as they come (instead of printing).")
 @_options(_ADDRESS)
-def predict(config, paths, model_path, fmt, handle, precision, trust_pickle, out) -> None:
+def predict(config, paths, model_path, fmt, handle, musicnn_dir, precision, trust_pickle, out) -> None:
     """Predict the genre of audio files and/or folders (PATHS) with the model's own recipe."""
     import os
 
     from genreflow.cli.commands import run_predict_command
+    from genreflow.features import registered
 
-    handle = handle or os.environ.get("GENREFLOW_VGGISH_MODEL")
-    vggish = {k: v for k, v in {"handle": handle, "precision": precision}.items() if v}
-    results = run_predict_command(config, list(paths), model_path, fmt, {"vggish": vggish} if vggish else None,
+    given = {"vggish": {"handle": handle}, "musicnn": {"model_dir": musicnn_dir}}
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, cls in registered().items():
+        changes = {k: v for k, v in given.get(name, {}).items() if v}
+        if cls.model_env and not changes.get(cls.model_env[0]) and os.environ.get(cls.model_env[1]):
+            changes[cls.model_env[0]] = os.environ[cls.model_env[1]]
+        if precision and name in _precision_kinds():
+            changes["precision"] = precision
+        if changes:
+            overrides[name] = changes
+    results = run_predict_command(config, list(paths), model_path, fmt, overrides or None,
                                   trust_pickle=trust_pickle, out=out)
     if any(r.error for r in results):
         sys.exit(1)
@@ -218,7 +263,7 @@ def predict(config, paths, model_path, fmt, handle, precision, trust_pickle, out
 @main.command()
 @click.option("--train/--no-train", "train", default=True, show_default=True,
               help="Train and evaluate after the features; --no-train stops after them (jobs/pipeline.py).")
-@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _PRECISION, _ADDRESS, _VAL_FRACTION, _SEED)
+@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _MUSICNN, _PRECISION, _ADDRESS, _VAL_FRACTION, _SEED)
 def run(config, train) -> None:
     """Index, extract features, train and evaluate in one go (reuses everything already stored)."""
     from genreflow.cli.commands import run_all_command
@@ -235,7 +280,7 @@ def run(config, train) -> None:
 @click.option("--group-pattern", "evaluate__group_pattern", default=None,
               help="Regex whose first capture group on the relpath is the group, e.g. '^[^/]+/([^_]+)_'.")
 @click.option("--seed", "split__seed", type=int, default=None, help="Fold seed (default 42).")
-@_options(_FEATURES, *_CLASSIFIER, _VGGISH, _PRECISION)
+@_options(_FEATURES, *_CLASSIFIER, _VGGISH, _MUSICNN, _PRECISION)
 def evaluate(config) -> None:
     """Cross-validate features + classifier (stratified, grouped K-fold); saves no model."""
     from genreflow.cli.commands import run_evaluate_command
@@ -259,7 +304,7 @@ def verify(config) -> None:
 
 
 @main.command()
-@_options(_VGGISH, _PRECISION)
+@_options(_VGGISH, _MUSICNN, _PRECISION)
 def status(config) -> None:
     """Show what DATA_DIR holds: index, splits, feature sets (current or not) and the model."""
     from genreflow.cli.commands import run_status_command
@@ -270,7 +315,7 @@ def status(config) -> None:
 @main.command()
 @click.option("--clips-per-genre", type=click.IntRange(2, 1000), default=20, show_default=True)
 @click.option("--clip-seconds", type=click.FloatRange(1.0, 300.0), default=10.0, show_default=True)
-@_options(_FEATURES, _VGGISH, _PRECISION, _ADDRESS, data_dir_default="data/demo")
+@_options(_FEATURES, _VGGISH, _MUSICNN, _PRECISION, _ADDRESS, data_dir_default="data/demo")
 def demo(config, clips_per_genre, clip_seconds) -> None:
     """Write a small synthetic labelled set (default data dir: data/demo) and run everything on it."""
     from genreflow.cli.commands import run_demo_command

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from genreflow.config import Config
+from genreflow.config import Config, extractors_for
 
 
 def run_index_command(config: Config) -> dict:
@@ -179,15 +179,14 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
 
 
 def run_all_command(config: Config, *, train: bool = True) -> dict:
-    """index -> MFCC -> VGGish (when the feature set needs it) -> train -> evaluate, one Ray session.
+    """index -> the feature kinds the model needs (one pass) -> train -> evaluate, one Ray session.
 
     ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
     training runs later as its own job (jobs/train.py = `genreflow train`).
     """
-    from genreflow.config import extractors_for
     from genreflow.features import parse_kinds
 
-    kinds = sorted(set(["mfcc"] + parse_kinds(config.train.features)))
+    kinds = parse_kinds(config.train.features)
     for extractor in extractors_for(config, "+".join(kinds)):
         extractor.check()  # fail before any work, never switch features silently
     click.secho("== index", bold=True)
@@ -204,7 +203,8 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
 def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) -> dict:
     """Write the built-in synthetic set (if absent) and run the whole pipeline on it.
 
-    Without a loadable VGGish model the demo says so loudly and uses MFCC features instead.
+    When a model the features need cannot be loaded (VGGish offline, musicnn weights not
+    installed), the demo says so in one note and uses the best download-free kinds it can load.
     """
     import dataclasses
 
@@ -215,17 +215,31 @@ def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) 
     click.echo(f"demo set: {written['total']} clips in {written['raw']} ({written['new']} written now)")
     from genreflow.config import extractors_for
 
-    models = [e for e in extractors_for(config) if e.uses_model]
-    if models:
-        try:
-            for extractor in models:
-                extractor.check()
-        except ModelLoadError as exc:
-            banner = "!" * 78
-            click.secho(f"{banner}\nThe {extractor.name} model is not available, so this demo uses MFCC features instead.\n{exc}\n"
-                        f"{banner}", fg="red", bold=True, err=True)
-            config = dataclasses.replace(config, train=dataclasses.replace(config.train, features="mfcc"))
+    try:
+        for extractor in extractors_for(config):
+            extractor.check()
+    except ModelLoadError as exc:
+        fallback = offline_features(config)
+        click.secho(f"note: the {extractor.name} model is not available here ({_first_sentence(str(exc))}), so "
+                    f"this demo uses --features {fallback} instead.", fg="yellow", err=True)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, features=fallback))
     return run_all_command(config)
+
+
+def offline_features(config: Config) -> str:
+    """The best feature set that needs no download: musicnn when its weights load, else
+    mfcc+spectral (measured on the dev set, README "Feature kinds")."""
+    from genreflow.errors import ModelLoadError
+
+    try:
+        extractors_for(config, "musicnn")[0].check()
+        return "musicnn"
+    except ModelLoadError:
+        return "mfcc+spectral"
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ")[0].rstrip(".")
 
 
 def run_status_command(config: Config) -> dict:

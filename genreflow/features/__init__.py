@@ -13,12 +13,13 @@ from typing import Any
 from genreflow.core.sections import build_section, check
 from genreflow.data.audio import AudioConfig
 from genreflow.errors import ConfigError
-from genreflow.store.featureset import Kind
+from genreflow.store.kind import Kind
 from genreflow.features.base import Extractor
 
 _MODULES = {
     "mfcc": "genreflow.features.mfcc:MfccExtractor",
     "spectral": "genreflow.features.spectral:SpectralExtractor",
+    "musicnn": "genreflow.features.musicnn:MusicnnExtractor",
     "vggish": "genreflow.features.vggish:VggishExtractor",
 }
 _extra: dict[str, type[Extractor]] = {}

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from genreflow.data.audio import AudioConfig
 from genreflow.core.fingerprint import fingerprint
-from genreflow.store.featureset import FeatureSet, Kind
+from genreflow.store.kind import Kind
+
+if TYPE_CHECKING:
+    from genreflow.store.featureset import FeatureSet
 
 
 class Extractor:
@@ -30,6 +33,7 @@ class Extractor:
     kind : how the array is stored (value column, shape columns, time axis)
     uses_model : True for heavy models; they run in Ray actors fed the decoded signal,
         CPU extractors run inside the decode task
+    model_env : (section key, environment variable) that points at the model's files, if any
     """
 
     name: ClassVar[str]
@@ -37,6 +41,7 @@ class Extractor:
     config_class: ClassVar[type]
     kind: ClassVar[Kind]
     uses_model: ClassVar[bool] = False
+    model_env: ClassVar[tuple[str, str] | None] = None  # (section key, environment variable) naming the model
 
     def __init__(self, section: Any, audio: AudioConfig) -> None:
         self.config = section
@@ -78,7 +83,9 @@ class Extractor:
         return [self.compute(state, w, n) for w, n in zip(waveforms, n_valid)]
 
     # --- derived --------------------------------------------------------------------------
-    def feature_set(self, data_dir: str) -> FeatureSet:
+    def feature_set(self, data_dir: str) -> "FeatureSet":
+        from genreflow.store.featureset import FeatureSet  # pyarrow: not needed for `genreflow --help`
+
         return FeatureSet.create(data_dir, self.kind, self.version, self.params())
 
     def fingerprint(self) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genreflow.core.sections import check
-from genreflow.store.featureset import Kind
+from genreflow.store.kind import Kind
 from genreflow.features.base import HopExtractor
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from genreflow.core.sections import check
-from genreflow.store.featureset import Kind
-from genreflow.features.vggish_tf import DEFAULT_HANDLE, FRAME_SECONDS, SAMPLE_RATE
+from genreflow.store.kind import Kind
+from genreflow.features.vggish_tf import DEFAULT_HANDLE, FRAME_SECONDS, MODEL_ENV_VAR, SAMPLE_RATE
 from genreflow.features.base import Extractor
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -61,6 +61,7 @@ class VggishExtractor(Extractor):
     config_class = VggishConfig
     kind = Kind("vggish", "embedding", ("n_frames", "embedding_dim"), time_axis=0)
     uses_model = True
+    model_env = ("handle", MODEL_ENV_VAR)
 
     @property
     def sample_rate(self) -> int:

@@ -69,7 +69,9 @@ def _fix_hint() -> str:
     return (
         "To fix: download the model once on a machine with network access and point "
         "TFHUB_CACHE_DIR at that cache folder, or pass a local SavedModel folder with "
-        f"--vggish-model PATH (or the environment variable {MODEL_ENV_VAR})."
+        f"--vggish-model PATH (or the environment variable {MODEL_ENV_VAR}); or use features that need "
+        "no download: --features musicnn (pretrained, its weights ship with `pip install --no-deps "
+        "musicnn==0.1.0`), mfcc or spectral."
     )
 
 

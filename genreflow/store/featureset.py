@@ -20,22 +20,8 @@ from genreflow.core.fingerprint import fingerprint, is_fingerprint, shard_name
 from genreflow.core.fs import Location, atomic_write_bytes, atomic_write_text, exists, list_files, read_text
 from genreflow.core.jsonfiles import read_json
 from genreflow.core.layout import Layout
+from genreflow.store.kind import Kind
 from genreflow.store.integrity import read_shard
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one kind of feature is stored: its value column, the two columns of its shape and
-    which of the two stored axes is time (MFCC: (n_mfcc, frames) -> 1; VGGish: (frames, 128) -> 0)."""
-
-    name: str
-    value_column: str
-    shape_columns: tuple[str, str]
-    time_axis: int = 0
-
-    def frames(self, array: np.ndarray) -> np.ndarray:
-        """The stored 2-D array as time-major frames [shape=(T, d)]."""
-        return array.T if self.time_axis == 1 else array
 
 
 @dataclass(frozen=True)
