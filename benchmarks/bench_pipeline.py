@@ -5,7 +5,7 @@ one run, alternating and repeated (the report gives medians):
 
 - plain: the loop a user writes without genreflow (plain_loop.py), as a fresh process; "plain
   loop bf16" is the same script with TensorFlow's one bf16 option added (the fair peer);
-- genreflow cold: ``genreflow run --features vggish`` on a fresh data folder (empty store),
+- genreflow cold: ``genreflow run --features mfcc+vggish`` (the plain loop computes both too) on a fresh data folder (empty store),
   ``--workers`` = the machine's CPUs (or each value of a ``--workers`` sweep);
 - genreflow warm: the same command again, everything cached;
 - limit: the same model on pre-decoded inputs in large batches, no I/O (model_limit.py), in
@@ -160,7 +160,7 @@ def run_genreflow(ctx: dict[str, Any], tag: str, workers: int) -> list[dict[str,
     toml = data_dir / "genreflow.toml"
     toml.write_text(f"[audio]\nduration_s = {float(ctx['seconds'])}\n")
     cmd = [sys.executable, "-m", "genreflow", "run", "--config", str(toml), "--data-dir", str(data_dir),
-           "--workers", str(workers), "--vggish-model", str(ctx["model"]), "--features", "vggish"]
+           "--workers", str(workers), "--vggish-model", str(ctx["model"]), "--features", "mfcc+vggish"]
     if ctx["genreflow_precision"]:  # only when asked: older genreflow has no --precision
         cmd += ["--precision", ctx["genreflow_precision"]]
     rows = []

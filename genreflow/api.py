@@ -51,24 +51,26 @@ class Model:
         return self.bundle.features
 
     def predict(self, paths: str | Sequence[str], *, workers: int = 1, vggish_model: str | None = None):
-        """One row per audio file (folders are expanded): path, genre, probability, one column per
-        genre, error (empty when it worked), cached (features came from the store).
+        """One row per audio file (folders are expanded), in input order: path, genre, probability,
+        ``p_<genre>`` per genre, error (empty when it worked), cached (features came from the store).
 
         Returns pandas.DataFrame. ``workers > 1`` runs larger batches through Ray.
         """
         import pandas as pd
 
-        from genreflow.cli.outputs import row_of
-        from genreflow.stages.predict import collect_paths, model_extractors, predict_stream
+        from genreflow.stages.predict import (collect_paths, model_extractors, predict_stream, prediction_columns,
+                                              prediction_row)
 
         paths = [paths] if isinstance(paths, str) else list(paths)
         overrides = {"vggish": {"handle": vggish_model}} if vggish_model else None
-        rows: list[dict[str, Any]] = []
-        config = _config(self.data_dir or "data", None, {"workers": workers}) if workers > 1 else None
-        predict_stream(collect_paths(paths), self.bundle, model_extractors(self.bundle, overrides),
-                       lambda batch: rows.extend(row_of(p, self.genres) for p in batch),
-                       data_dir=self.data_dir, config=config)
-        return pd.DataFrame(rows, columns=["path", "genre", "probability", *self.genres, "error", "cached"])
+        results: list = []
+        config = _config(self.data_dir or "data", None, {"workers": workers})
+        files = collect_paths(paths)
+        predict_stream(files, self.bundle, model_extractors(self.bundle, overrides, config), results.extend,
+                       data_dir=self.data_dir, config=config if workers > 1 else None)
+        order = {path: i for i, path in enumerate(files)}
+        results.sort(key=lambda p: order.get(p.path, len(order)))  # the order of the inputs
+        return pd.DataFrame([prediction_row(p, self.genres) for p in results], columns=prediction_columns(self.genres))
 
 
 def load_model(path: str, *, data_dir: str | None = None, trust_pickle: bool = False) -> Model:

@@ -42,7 +42,7 @@ class TrainConfig:
     hgb: Any = field(default_factory=lambda: _classifier_params("hgb"))
 
     def __post_init__(self) -> None:
-        parse_kinds(self.features, "train.features")
+        parse_kinds(self.features, "train.features (--features)")
         check(self.classifier in CLASSIFIERS, "train.classifier", self.classifier, "one of " + ", ".join(CLASSIFIERS))
         check(math.isfinite(self.segment_s) and 0 <= self.segment_s <= 600, "train.segment_s", self.segment_s,
                "0 (whole clip) or a number of seconds in (0, 600]")
@@ -186,7 +186,12 @@ def load_config(config_path: str | Path | None = None, overrides: Mapping[str, A
     if config_path is None and Path("genreflow.toml").is_file():
         config_path = "genreflow.toml"
     if config_path is not None:
-        config = _build(Config, "", read_toml(config_path), config)
+        try:
+            config = _build(Config, "", read_toml(config_path), config)
+        except ConfigError as exc:
+            if str(config_path) in str(exc):
+                raise
+            raise ConfigError(f"{config_path}: {exc}") from None
     for name, cls in registered().items():  # e.g. GENREFLOW_VGGISH_MODEL, GENREFLOW_MUSICNN_MODEL
         if cls.model_env and os.environ.get(cls.model_env[1]):
             config = _build(Config, "", {name: {cls.model_env[0]: os.environ[cls.model_env[1]]}}, config)

@@ -109,7 +109,7 @@ def test_segment_model_predicts_the_mean_of_its_segment_probabilities(store):
     assert len(rows) >= 5 and not cached  # 3 s in 1 s windows, 0.5 s apart (+1 flush with the end)
     by_hand = bundle.pipeline.predict_proba(rows).mean(axis=0)
     classes = [bundle.genres[int(c)] for c in bundle.pipeline.classes_]
-    assert [row["probabilities"][g] for g in classes] == pytest.approx(list(by_hand), abs=1e-6)
+    assert [row[f"p_{g}"] for g in classes] == pytest.approx(list(by_hand), abs=1e-6)
 
 
 def test_classifier_flag_that_does_not_apply_is_one_clear_line(store):

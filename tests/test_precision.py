@@ -34,10 +34,11 @@ def test_precision_enters_the_fingerprint_and_auto_resolves_from_this_cpu():
 
 def test_a_bf16_model_predicts_in_bf16_by_default_and_refuses_fp32_features():
     bundle = ModelBundle(pipeline=None, genres=["a", "b"], features="vggish", extractors=[vggish("bf16").recipe()])
-    (default,) = model_extractors(bundle)
+    user = {"vggish": {"handle": URL}}  # where the model is loaded from is the user's choice, never the file's
+    (default,) = model_extractors(bundle, user)
     assert default.precision == "bf16" and default.fingerprint() == bundle.fingerprints["vggish"]
     with pytest.raises(ConfigError) as refused:
-        model_extractors(bundle, {"vggish": {"precision": "fp32"}})
+        model_extractors(bundle, {"vggish": {"handle": URL, "precision": "fp32"}})
     message = str(refused.value)
     assert bundle.fingerprints["vggish"] in message and vggish("fp32").fingerprint() in message
     assert "'precision': 'bf16'" in message and "precision='fp32'" in message

@@ -71,12 +71,12 @@ def test_predict_streams_one_row_per_input_with_errors_and_reuses_the_store(trai
     assert "7 files, 2 computed, 3 from the store, 2 failed" in result.output
     frame = pd.read_csv(out, keep_default_na=False)
     assert len(frame) == 7 and list(frame.columns[:3]) == ["path", "genre", "probability"]
-    assert set(SYNTH_GENRES[:2]) <= set(frame.columns)
+    assert {f"p_{g}" for g in SYNTH_GENRES[:2]} <= set(frame.columns)
     errors = dict(zip(frame.path, frame.error))
     assert "not a decodable audio file" in errors[str(garbage)] and errors[str(missing)] == "no such file"
     assert all(frame[frame.path == str(p)].cached.iloc[0] in (True, "True") for p in stored)
     ok = frame[frame.error == ""]
-    assert len(ok) == 5 and np.allclose(ok[list(SYNTH_GENRES[:2])].astype(float).sum(axis=1), 1.0, atol=1e-5)
+    assert len(ok) == 5 and np.allclose(ok[[f"p_{g}" for g in SYNTH_GENRES[:2]]].astype(float).sum(axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -119,4 +119,40 @@ def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_l
     for path, row in outputs["1"].items():
         other = outputs["2"][path]
         assert row["genre"] == other["genre"]
-        assert row["probabilities"] == pytest.approx(other["probabilities"], abs=1e-5)
+        for genre in SYNTH_GENRES[:2]:
+            assert row[f"p_{genre}"] == pytest.approx(other[f"p_{genre}"], abs=1e-5)
+
+
+@pytest.mark.parametrize("segment_s", [None, 0.5])
+def test_a_clip_gets_bit_identical_vectors_from_training_and_both_predict_paths(trained, segment_s):
+    """Training (store -> clip_rows), in-process predict (combine_kinds) and the Ray predict
+    worker (Results.finish) pool the same frames with one implementation: the same bits.
+    (The frames themselves come from the same extractor code; BLAS threading in another process
+    may change their last bit, which is why the routes are compared on the same frames.)"""
+    from genreflow.model.bundle import load_model_bundle
+    from genreflow.model.pooling import KindFrames, clip_frames, clip_rows, combine_kinds
+    from genreflow.stages.extract import Results
+    from genreflow.stages.predict import model_extractors
+    from genreflow.store.featureset import iter_batches
+
+    root, _ = trained
+    (extractor,) = model_extractors(load_model_bundle(str(root / "processed" / "classifier_model.zip")))
+    fset = extractor.feature_set(str(root))
+    training = clip_rows([(fset, extractor.frame_seconds)], None, segment_s)
+    checked = 0
+    for batch in iter_batches(fset):
+        keys = batch.column("content_hash").to_pylist()
+        worker = Results(extractor.name, len(keys), None)
+        stored = []
+        for i, (key, (frames, valid)) in enumerate(zip(keys, clip_frames(fset.kind, batch))):
+            stored.append((key, frames, valid))
+            worker.add(i, key, np.ascontiguousarray(frames.T if fset.kind.time_axis == 1 else frames), valid)
+        out: dict = {}
+        worker.finish(fset.kind, out)
+        for i, (key, frames, valid) in enumerate(stored):
+            local = combine_kinds([KindFrames(frames, valid, extractor.frame_seconds)], segment_s)
+            np.testing.assert_array_equal(training[key], local)
+            if segment_s is None:  # the Ray pass pools whole clips (segment models predict in-process)
+                np.testing.assert_array_equal(out[f"pooled:{extractor.name}"][i], local[0])
+            checked += 1
+    assert checked == 12

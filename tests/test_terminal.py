@@ -133,9 +133,10 @@ def test_run_in_a_terminal_draws_progress_bars(tmp_path):
     # tqdm redraws a bar in place: a carriage return, then "validate:  NN%|...| k/N"
     validate_bars = re.findall(rf"\rvalidate:\s+\d+%\|[^\r\n]*\| *\d+/{N_FILES}\b", drawn)
     assert validate_bars, "no progress bar for the validate step was drawn:\n" + drawn[-3000:]
-    # Ray Data's own bars for the feature pass (started, then finished)
-    assert re.search(r"\r[^\r\n]*(Running Dataset|Dataset \S+ execution finished)", drawn), \
-        "Ray Data drew no progress bar for the feature pass:\n" + drawn[-3000:]
+    # genreflow's own bar for the feature pass, with counts (Ray Data's one-line bar is off)
+    assert re.search(rf"\rfeatures:\s+\d+%\|[^\r\n]*\| *\d+/{N_FILES}\b", drawn), \
+        "no progress bar with counts for the feature pass:\n" + drawn[-3000:]
+    assert "Running Dataset" not in drawn, drawn[-3000:]
     # the results are there too, and a terminal gets no library chatter either
     assert re.search(rf"^mfcc \[[0-9a-f]+\]: {N_FILES} computed", drawn, re.MULTILINE), drawn[-3000:]
     assert not _chatter(drawn), "TensorFlow/Ray chatter in the terminal:\n" + "\n".join(_chatter(drawn))
@@ -160,9 +161,30 @@ def test_run_piped_prints_one_summary_line_per_stage_and_no_chatter(piped_run):
     # nothing from TensorFlow or Ray
     assert not _chatter(proc.stderr), "TensorFlow/Ray chatter on stderr:\n" + "\n".join(_chatter(proc.stderr))
     assert not _chatter(proc.stdout), "TensorFlow/Ray chatter on stdout:\n" + "\n".join(_chatter(proc.stdout))
+    # features: one summary line
+    features = [line for line in err_lines if re.fullmatch(
+        rf"features: {N_FILES} file\(s\) decoded for mfcc in \d+(\.\d+)? s \(\d+(\.\d+)? files/s\)", line)]
+    assert len(features) == 1, proc.stderr
     # stderr holds only stage summaries (and genreflow's own notes/warnings, if any)
-    others = [line for line in err_lines if line not in validated and not line.startswith(("note:", "warning:"))]
+    periodic = re.compile(r"(validate|features): [\d,]+/[\d,]+ files, [\d.,]+ files/s, ETA .+")  # a slow machine
+    others = [line for line in err_lines if line not in validated + features and not periodic.fullmatch(line)
+              and not line.startswith(("note:", "warning:"))]
     assert not others, "unexpected stderr lines:\n" + "\n".join(others)
+
+
+def test_a_long_stage_prints_progress_lines_into_a_pipe(tmp_path):
+    """In a log, a stage longer than the interval (10 s; shortened here) prints done/total,
+    rate and ETA lines between its start and its summary line."""
+    root = _project(tmp_path / "periodic")
+    subprocess.run([*_launcher(), "index"], cwd=root, env=_env(), capture_output=True, timeout=TIMEOUT)
+    proc = subprocess.run([*_launcher(), "features", "--features", "mfcc", "--workers", "2"], cwd=root,
+                          env=_env(GENREFLOW_PROGRESS_INTERVAL_S="0.001"), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    periodic = re.findall(rf"^features: (\d+)/{N_FILES} files, [\d.,]+ files/s, ETA (\d+ [hms]|\d+ m \d+ s)",
+                          proc.stderr, re.MULTILINE)
+    assert periodic and all(0 < int(done) < N_FILES for done, _ in periodic), proc.stderr
+    assert "\r" not in proc.stderr
 
 
 def test_verbose_brings_ray_and_tensorflow_logs_back(tmp_path):

@@ -254,9 +254,9 @@ def predict(config, paths, model_path, fmt, handle, musicnn_dir, precision, trus
             changes["precision"] = precision
         if changes:
             overrides[name] = changes
-    results = run_predict_command(config, list(paths), model_path, fmt, overrides or None,
+    summary = run_predict_command(config, list(paths), model_path, fmt, overrides or None,
                                   trust_pickle=trust_pickle, out=out)
-    if any(r.error for r in results):
+    if summary.failed:
         sys.exit(1)
 
 

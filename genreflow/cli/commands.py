@@ -60,8 +60,12 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
         if extractor.name in pending:
             extractor.check()  # before Ray starts: a bad model handle costs no start-up
     # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds)
+    from genreflow.core.console import Progress
+
     with ray_session(config.address, config.n_workers) if work.todo else contextlib.nullcontext():
-        reports = execute(config, work)
+        with Progress(len(work.todo), "features", "file") as progress:
+            reports = execute(config, work, progress.update)
+            progress.close(f"features: {len(work.todo):,} file(s) decoded for {', '.join(sorted(pending))}")
     for report in reports:
         click.echo(report.line())
         for item in report.failed:
@@ -140,29 +144,36 @@ def run_evaluate_command(config: Config) -> dict:
 
 
 def run_predict_command(config: Config, paths: list[str], model_path: str | None, fmt: str,
-                        overrides: dict | None = None, trust_pickle: bool = False, out: str | None = None) -> list:
+                        overrides: dict | None = None, trust_pickle: bool = False, out: str | None = None):
     """Predict every file with the model's own extractors; print them, or stream them to ``out``
-    (CSV/JSONL/Parquet) as they come. Exit status 1 (by the CLI) if any file could not be read."""
+    (CSV/JSONL/Parquet) as they come, keeping none in memory. Returns the PredictSummary (the CLI
+    exits 1 when a file could not be read)."""
     from genreflow.model.bundle import load_model_bundle
     from genreflow.core.layout import Layout
     from genreflow.cli.outputs import ResultWriter, format_predictions
     from genreflow.stages.predict import model_extractors, predict_stream
 
     bundle = load_model_bundle(model_path or Layout.model_uri(config.data_dir), trust_pickle=trust_pickle)
-    extractors = model_extractors(bundle, overrides)
+    extractors = model_extractors(bundle, overrides, config)
     from genreflow.core.console import Progress
     from genreflow.stages.predict import collect_paths
 
+    files = collect_paths(paths)  # listed once (on object stores, one request per prefix or file)
+    if not files:
+        from genreflow.errors import DataError
+
+        raise DataError(f"No audio files (.wav, .mp3, .flac, .ogg) in {', '.join(paths)}: give files or folders "
+                        "that hold audio.")
     results: list = []
     writer = ResultWriter(out, bundle.genres) if out else None
-    files = collect_paths(paths)  # listed once (on object stores, one request per prefix or file)
     progress = Progress(len(files), "predict", "file")
 
     def emit(batch: list) -> None:
-        results.extend(batch)
         progress.update(len(batch))
         if writer is not None:
             writer.write(batch)
+        else:
+            results.extend(batch)
 
     try:
         with progress:
@@ -170,12 +181,12 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
     finally:
         if writer is not None:
             writer.close()
-    if writer is None:
+    if writer is None:  # on stdout in the order of the inputs (a file streams as results come)
+        order = {path: i for i, path in enumerate(files)}
+        results.sort(key=lambda p: order.get(p.path, len(order)))
         click.echo(format_predictions(results, bundle.genres, fmt))
     click.echo(summary.line() + (f"; wrote {out}" if out else ""), err=True)
-    if not results:
-        click.secho("warning: no audio files found in the given paths.", fg="yellow", err=True)
-    return results
+    return summary
 
 
 def run_all_command(config: Config, *, train: bool = True) -> dict:

@@ -11,21 +11,12 @@ import csv
 import io
 import json
 import os
-from dataclasses import asdict
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from genreflow.errors import ConfigError
+from genreflow.stages.predict import prediction_columns, prediction_row, printable_path
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
-
-
-def row_of(prediction, genres: Sequence[str]) -> dict[str, Any]:
-    """One flat row: path, genre, probability, one column per genre, error, cached."""
-    ok = not prediction.error
-    return {"path": prediction.path, "genre": prediction.genre if ok else "",
-            "probability": round(prediction.probability, 6) if ok else None,
-            **{g: round(prediction.probabilities.get(g, 0.0), 6) if ok else None for g in genres},
-            "error": prediction.error, "cached": prediction.cached}
 
 
 class ResultWriter:
@@ -43,14 +34,13 @@ class ResultWriter:
         self._handle = open(self.stream_path, "w", newline="", encoding="utf-8")
         self._csv = None
         if fmt == "csv":
-            self._csv = csv.DictWriter(self._handle, fieldnames=["path", "genre", "probability", *self.genres,
-                                                                  "error", "cached"])
+            self._csv = csv.DictWriter(self._handle, fieldnames=prediction_columns(self.genres), lineterminator="\n")
             self._csv.writeheader()
         self.rows = 0
 
     def write(self, predictions: Iterable) -> None:
         for p in predictions:
-            row = row_of(p, self.genres)
+            row = prediction_row(p, self.genres)
             if self._csv is not None:
                 self._csv.writerow(row)
             else:
@@ -66,7 +56,7 @@ class ResultWriter:
             from genreflow.core.fs import atomic_write_bytes, locate
 
             frame = pd.read_json(self.stream_path, lines=True, dtype=False) if self.rows else \
-                pd.DataFrame(columns=["path", "genre", "probability", *self.genres, "error", "cached"])
+                pd.DataFrame(columns=prediction_columns(self.genres))
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
             atomic_write_bytes(locate(self.path), buffer.getvalue())
@@ -74,18 +64,17 @@ class ResultWriter:
 
 
 def format_predictions(results: list, genres: list[str], fmt: str) -> str:
-    """table (top genre), csv (one probability column per genre) or json (a list of objects)."""
+    """table (top genre), csv or json: csv and json hold the rows ``--out`` writes."""
     from genreflow.core.tables import format_table
 
     if fmt == "json":
-        return json.dumps([asdict(r) for r in results], indent=2)
+        return json.dumps([prediction_row(r, genres) for r in results], indent=2)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "genre", "probability", *genres, "error"])
-        for r in results:
-            writer.writerow([r.path, r.genre, f"{r.probability:.6f}" if not r.error else "",
-                             *(f"{r.probabilities[g]:.6f}" if not r.error else "" for g in genres), r.error])
+        writer = csv.DictWriter(out, fieldnames=prediction_columns(genres), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(prediction_row(r, genres) for r in results)
         return out.getvalue().rstrip("\n")
-    rows = [[r.path, r.genre or "-", r.probability if not r.error else "-", r.error] for r in results]
+    rows = [[printable_path(r.path), r.genre or "-", r.probability if not r.error else "-", r.error]
+            for r in results]
     return format_table(["file", "genre", "probability", "error"], rows)

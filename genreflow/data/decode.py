@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,19 +128,28 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
     from pyarrow.fs import FileType
 
     try:
-        info = loc.fs.get_file_info(loc.path)
-        if info.type == FileType.NotFound:
-            raise FileNotFoundError(loc.path)
-        if info.type == FileType.Directory:
-            raise AudioDecodeError("is a folder, not an audio file")
-        reason = not_regular_reason(loc) if loc.local else None
-        if reason or info.type != FileType.File:
-            raise AudioDecodeError(reason or "not a regular file: skipped unopened")
+        if loc.local:  # os.stat, not pyarrow: a name that is not valid UTF-8 must work too
+            reason = not_regular_reason(loc)
+            if reason:
+                raise AudioDecodeError(reason)
+            if os.path.isdir(loc.path):
+                raise AudioDecodeError("is a folder, not an audio file")
+            size = os.stat(loc.path).st_size
+        else:
+            info = loc.fs.get_file_info(loc.path)
+            if info.type == FileType.NotFound:
+                raise FileNotFoundError(loc.path)
+            if info.type == FileType.Directory:
+                raise AudioDecodeError("is a folder, not an audio file")
+            if info.type != FileType.File:
+                raise AudioDecodeError("not a regular file: skipped unopened")
+            size = int(info.size or 0)
         if expected_hash is None and not need_hash and loc.local:
-            samples, sample_rate = decode_mono(loc.path, duration_s=duration_s)
+            with open(loc.path, "rb") as handle:  # Python's open takes any bytes of a name (surrogates)
+                samples, sample_rate = decode_mono(handle, duration_s=duration_s)
             return Decoded(samples, sample_rate, "")
-        with loc.fs.open_input_stream(loc.path) as stream:
-            reader = HashingReader(stream, int(info.size or 0))
+        with (open(loc.path, "rb") if loc.local else loc.fs.open_input_stream(loc.path)) as stream:
+            reader = HashingReader(stream, size)
             try:
                 samples, sample_rate = decode_mono(reader, duration_s=duration_s)
             except AudioDecodeError:

@@ -49,13 +49,18 @@ def names() -> list[str]:
 
 
 def parse_kinds(text: str, key: str = "--features") -> list[str]:
-    """'vggish+mfcc' -> ['mfcc', 'vggish'] (sorted, unique); unknown names give one clear line."""
+    """'vggish+mfcc' -> ['mfcc', 'vggish'] (sorted, unique); unknown names give one clear line
+    that suggests the nearest registered kind."""
+    import difflib
+
     known = registered()
     kinds = [part.strip() for part in str(text).split("+")]
     unknown = [k for k in kinds if k not in known]
     if not text or unknown or "" in kinds:
+        near = [m for k in unknown for m in difflib.get_close_matches(k, list(known), n=1, cutoff=0.5)]
+        hint = f" Did you mean {' or '.join(repr(n) for n in dict.fromkeys(near))}?" if near else ""
         raise ConfigError(f"{key}={text!r} is invalid: must be one or more of {', '.join(known)} "
-                          "joined with '+' (e.g. mfcc+spectral).")
+                          f"joined with '+' (e.g. mfcc+spectral).{hint}")
     return sorted(set(kinds))
 
 

@@ -32,6 +32,7 @@ _EPS = 1e-6  # seconds, or fractions of a frame: absorbs float error in hop / fr
 def mean_std(windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """windows [shape=(n, w, d)], counts [shape=(n,)] in [1, w] -> [shape=(n, 2d), float32]:
     mean then population std over the first ``counts[i]`` frames of each window (float64 sums)."""
+    windows = np.ascontiguousarray(windows, dtype=np.float64)  # one memory layout: the same sums, bit for bit
     n, w, _ = windows.shape
     counts = np.asarray(counts, dtype=np.int64)
     mask = (np.arange(w)[None, :] < counts[:, None])[:, :, None]

@@ -10,6 +10,7 @@ many clips run. Ray appears in this module alone; the maths it calls are plain f
 from __future__ import annotations
 
 import math
+import warnings
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -202,8 +203,15 @@ class ModelBatch:
     """Ray Data actor: loads one model extractor's state once, computes and writes shards per batch."""
 
     def __init__(self, *, extractor: Extractor, fset: FeatureSet | None, threads: int, last: bool) -> None:
+        import os
+
+        from genreflow.core.stderr import quiet_native_stderr
+
         self.extractor, self.fset, self.last = extractor, fset, last
-        self.state = extractor.load(threads)
+        # TensorFlow's C++ side prints device notes (cuInit on a machine without a GPU) when the
+        # model first runs: hidden unless --verbose, like its import
+        with quiet_native_stderr(active=os.environ.get("GENREFLOW_VERBOSE") != "1"):
+            self.state = extractor.load(threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         e, rate = self.extractor, self.extractor.sample_rate
@@ -271,13 +279,13 @@ def _rows_per_batch(config: Config, sample_rates: Sequence[int], duration_s: flo
     return max(1, min(config.batch_size, int(MAX_BATCH_BYTES // max(row_bytes, 1))))
 
 
-def execute(config: Config, work: Plan) -> list[StageReport]:
+def execute(config: Config, work: Plan, tick: Callable[[int], None] | None = None) -> list[StageReport]:
     """Compute everything ``work`` lists in one Ray Data pass (needs a Ray session unless
-    nothing is pending); returns one report per kind."""
+    nothing is pending); returns one report per kind. ``tick(n)`` hears of every n files done."""
     for fset in work.fsets.values():
         remove_stale_temps(fset.location)
     if work.todo:
-        _run(config, work)
+        _run(config, work, tick)
     return [work.reports[e.name] for e in work.extractors]
 
 
@@ -314,10 +322,15 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
         ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=decode_cpus,
                             compute=ray.data.TaskPoolStrategy(size=decoders))
         for n, e in enumerate(models):
-            ds = ds.map_batches(ModelBatch, fn_constructor_kwargs={
-                "extractor": e, "fset": None if fsets is None else fsets[e.name], "threads": threads,
-                "last": n == len(models) - 1},
-                batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors))
+            with warnings.catch_warnings():  # Ray 2.60 names max_restarts a deprecated remote arg, yet
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # offers no other way
+                # a lost actor fails its batch and a rerun resumes; restartable actors whose arguments
+                # sit in the object store make Ray's core worker print a warning on every run
+                ds = ds.map_batches(ModelBatch, fn_constructor_kwargs={
+                    "extractor": e, "fset": None if fsets is None else fsets[e.name], "threads": threads,
+                    "last": n == len(models) - 1},
+                    batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors),
+                    max_restarts=0)
         # decode tasks outrun the actors: bound the decoded audio waiting in the object store, or it
         # grows with the run (1.3 GiB more at 1,000 clips)
         limits = ds.context.execution_options.resource_limits
@@ -335,10 +348,12 @@ def iter_pooled(config: Config, extractors: Sequence[Extractor], todo: list[dict
         raise user_error(exc) or exc
 
 
-def _run(config: Config, work: Plan) -> None:
+def _run(config: Config, work: Plan, tick: Callable[[int], None] | None = None) -> None:
     ds, names = _dataset(config, work.extractors, work.todo, work.fsets, config.data_dir)
     try:
-        for out in ds.iter_batches(batch_size=256, batch_format="numpy"):
+        for out in ds.iter_batches(batch_size=None, batch_format="numpy"):  # each block as it is done
+            if tick is not None:
+                tick(len(out["relpath"]))
             for name in names:
                 for rel, status in zip(out["relpath"], out[f"status:{name}"]):
                     if status == OK:

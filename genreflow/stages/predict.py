@@ -9,7 +9,7 @@ Features already in the store (same content hash, same fingerprint) are reused.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from genreflow.data.discovery import list_audio
 
 @dataclass
 class Prediction:
-    path: str
+    path: str  # as given (a local name may hold any bytes, as surrogate escapes)
     genre: str = ""
     probability: float = 0.0
     probabilities: dict[str, float] = field(default_factory=dict)
@@ -30,17 +30,56 @@ class Prediction:
     cached: bool = False  # every feature came from the store
 
 
+def probability_column(genre: str) -> str:
+    """A genre's probability column: prefixed, so a genre named ``path`` or ``error`` cannot
+    overwrite a fixed column (the same rule as evaluate's oof_predictions.csv)."""
+    return f"p_{genre}"
+
+
+def prediction_columns(genres: Sequence[str]) -> list[str]:
+    """The one prediction row schema: csv, jsonl, parquet, ``--format csv|json`` and the API's
+    DataFrame all use it."""
+    return ["path", "genre", "probability", *(probability_column(g) for g in genres), "error", "cached"]
+
+
+def printable_path(path: str) -> str:
+    """Any file name as text: bytes that are not UTF-8 (surrogate escapes) become ``\\xNN``,
+    the same in every output format."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def prediction_row(prediction: Prediction, genres: Sequence[str]) -> dict[str, Any]:
+    """One flat row in ``prediction_columns`` order; probabilities rounded to 6 decimals."""
+    ok = not prediction.error
+    return {"path": printable_path(prediction.path), "genre": prediction.genre if ok else "",
+            "probability": round(prediction.probability, 6) if ok else None,
+            **{probability_column(g): round(prediction.probabilities.get(g, 0.0), 6) if ok else None
+               for g in genres},
+            "error": prediction.error, "cached": prediction.cached}
+
+
 def collect_paths(paths: list[str]) -> list[str]:
     """Files as given, folders expanded to their audio with the listing rules of ``index``."""
     return list_audio(paths)[0]
 
 
-def model_extractors(bundle, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[Extractor]:
-    """Rebuild the model's extractors from its recipe; ``overrides`` ({kind: {key: value}}) may
-    only change how a kind is computed, never its values (the fingerprint must match)."""
+def model_extractors(bundle, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                     config: Any = None) -> list[Extractor]:
+    """Rebuild the model's extractors from its recipe, which is a description to match, never a
+    location to load from: where a model kind's files are (the VGGish handle, the musicnn folder)
+    comes from the user (``overrides``, else ``config``: flags, genreflow.toml, the environment,
+    the defaults), and the rebuilt extractor must have the fingerprint the model was trained on."""
+    from genreflow.config import load_config
+    from genreflow.features import registered
+
+    known = registered()
+    user = config if config is not None else load_config(None, {})
     extractors = []
     for recipe in bundle.extractors:
         changes = dict((overrides or {}).get(recipe["name"], {}))
+        cls = known.get(recipe["name"])
+        if cls is not None and cls.model_env is not None and cls.model_env[0] not in changes:
+            changes[cls.model_env[0]] = getattr(user.section(recipe["name"]), cls.model_env[0])
         recipe = {**recipe, "section": {**recipe.get("section", {}), **changes}} if changes else recipe
         extractor = from_recipe(recipe).resolved()
         trained = recipe.get("fingerprint")
@@ -49,8 +88,8 @@ def model_extractors(bundle, overrides: Mapping[str, Mapping[str, Any]] | None =
             raise ConfigError(
                 f"The model was trained on {recipe['name']} features with fingerprint {trained} "
                 f"(parameters {recipe.get('params')}); {given} gives {extractor.fingerprint()} "
-                f"(parameters {extractor.params()}). Pass the same model/precision it was trained with, "
-                "or retrain with `genreflow run`.")
+                f"(parameters {extractor.params()}). Pass the same model/precision it was trained with "
+                "(--vggish-model, --musicnn-model, --precision), or retrain with `genreflow run`.")
         extractors.append(extractor)
     return extractors
 

@@ -80,11 +80,13 @@ def ray_logging_level() -> int:
 
 
 def quiet_ray_data() -> None:
-    """Ray Data: its own bars only in a terminal (not --quiet), its INFO lines only with --verbose."""
+    """Ray Data's own bars and INFO lines only with --verbose: genreflow draws its own bar per
+    stage from the pass's result stream (Ray Data's one line is cut at the terminal's width and
+    shows no count or ETA)."""
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    context.enable_progress_bars = is_terminal() and not VERBOSITY.quiet
+    context.enable_progress_bars = is_terminal() and VERBOSITY.verbose
     if hasattr(context, "enable_operator_progress_bars"):
         context.enable_operator_progress_bars = False
     if not VERBOSITY.verbose:
