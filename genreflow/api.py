@@ -22,17 +22,22 @@ def _config(data_dir: str, config_path: str | None, overrides: dict[str, Any]):
 
 
 def run(data_dir: str = "data", *, features: str | None = None, workers: int | None = None,
-        config: str | None = None, train: bool = True, **settings: Any) -> dict[str, Any]:
-    """Index, extract what is missing, train and evaluate (as `genreflow run`).
+        config: str | None = None, train: bool = True, verbose: bool = False, **settings: Any) -> dict[str, Any]:
+    """Index, extract what is missing, train and evaluate (as `genreflow run`), silently unless
+    ``verbose=True`` (then it prints what the command prints).
 
     ``settings`` are dotted config keys with ``__`` for the dot, e.g. ``audio__duration_s=10``,
     ``train__classifier="svm"``. Returns {"features": [StageReport...], "metrics": dict | None}.
+    Every model is kept in ``processed/models/``; ``classifier_model.zip`` is the newest.
     """
     from genreflow.cli.commands import run_all_command
+    from genreflow.core.console import silenced
 
     overrides = {"train.features": features, "workers": workers,
                  **{k.replace("__", "."): v for k, v in settings.items()}}
-    return run_all_command(_config(data_dir, config, overrides), train=train)
+    resolved = _config(data_dir, config, overrides)
+    with silenced(not verbose):
+        return run_all_command(resolved, train=train)
 
 
 @dataclass

@@ -62,6 +62,18 @@ def _classifier_params(name: str) -> Any:
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    """How the pipeline uses the cluster (``[run]``)."""
+
+    gpus_per_model_actor: float = 1.0  # on a cluster with GPUs; 0 keeps model actors on CPUs
+
+    def __post_init__(self) -> None:
+        check(math.isfinite(self.gpus_per_model_actor) and 0 <= self.gpus_per_model_actor <= 8,
+              "run.gpus_per_model_actor", self.gpus_per_model_actor,
+              "a number of GPUs in [0, 8] (fractions share a GPU; 0 = model actors on CPUs)")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Cross-validation: K folds, R repeats, optional groups kept within one fold."""
 
@@ -91,6 +103,7 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    run: RunConfig = field(default_factory=RunConfig)
     extractors: Mapping[str, Any] = field(default_factory=dict)  # [<kind>] sections, by registry name
 
     def __post_init__(self) -> None:
@@ -196,6 +209,11 @@ def load_config(config_path: str | Path | None = None, overrides: Mapping[str, A
         if cls.model_env and os.environ.get(cls.model_env[1]):
             config = _build(Config, "", {name: {cls.model_env[0]: os.environ[cls.model_env[1]]}}, config)
     return _build(Config, "", _nest(overrides or {}), config)
+
+
+def with_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """``config`` with dotted keys changed (``{"train.classifier": "svm"}``), checked like flags."""
+    return _build(Config, "", _nest(overrides), config)
 
 
 def build_extractor(name: str, config: Config) -> Extractor:

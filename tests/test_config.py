@@ -35,6 +35,19 @@ def test_toml_overrides_defaults_and_flags_override_toml(tmp_path):
     assert (flags.data_dir, flags.workers, flags.split.seed, flags.split.val_fraction) == ("from_flag", 3, 9, 0.3)
 
 
+def test_an_error_in_the_automatically_loaded_toml_names_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "genreflow.toml").write_text("[split]\nseed = -1\n")
+    with pytest.raises(ConfigError, match=r"^genreflow.toml: split.seed=-1 is invalid"):
+        load_config(None, {})
+
+
+def test_a_features_typo_suggests_the_nearest_kind():
+    with pytest.raises(ConfigError, match=r"train.features \(--features\)='mfc\+spectrl' is invalid: .* Did you "
+                                          r"mean 'mfcc' or 'spectral'\?"):
+        load_config(None, {"train.features": "mfc+spectrl"})
+
+
 def test_genreflow_toml_in_the_working_directory_is_found(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_config(None, {}).split.seed == 42
@@ -79,7 +92,7 @@ def test_bad_toml_values_name_key_value_and_allowed_range(tmp_path, toml, messag
     path.write_text(toml)
     with pytest.raises(ConfigError) as caught:
         load_config(path, {})
-    assert str(caught.value) == message
+    assert str(caught.value) == f"{path}: {message}"  # the file the value came from, then the value
     assert caught.value.exit_code == 2
 
 
@@ -115,5 +128,7 @@ def test_cli_config_errors_are_one_line_with_exit_status_2(tmp_path, args, toml,
         extra = ["--config", str(tmp_path / "g.toml")]
     result = CliRunner().invoke(main, ["index", "--data-dir", str(tmp_path / "data"), *args, *extra])
     assert result.exit_code == 2
+    if toml is not None:
+        message = message.replace("error: ", f"error: {tmp_path / 'g.toml'}: ", 1)
     assert result.stderr == message
     assert "Traceback" not in result.output

@@ -35,6 +35,11 @@ def cli(root: Path, toml: Path, *args: str):
     return result
 
 
+def latest_cv(root):
+    """The newest evaluation's own report folder (each evaluate keeps its own)."""
+    return sorted((root / "processed" / "reports" / "cv").iterdir())[-1]
+
+
 def test_evaluate_writes_folds_metrics_and_oof_rows_without_touching_the_split(store):
     root, toml = store
     splits = (root / "processed" / "splits.json").read_bytes()
@@ -42,13 +47,13 @@ def test_evaluate_writes_folds_metrics_and_oof_rows_without_touching_the_split(s
     before = model.read_bytes() if model.exists() else None
     result = cli(root, toml, "evaluate", "--features", "mfcc", "--folds", "3", "--repeats", "2")
     assert "3-fold cross-validation x 2 repeats" in result.output and "ambient" in result.output
-    metrics = json.loads((root / "processed" / "reports" / "cv" / "cv_metrics.json").read_text())
+    metrics = json.loads((latest_cv(root) / "cv_metrics.json").read_text())
     for key in ("accuracy_mean", "accuracy_std", "f1_macro_mean", "f1_macro_std", "folds", "per_genre", "settings"):
         assert key in metrics
     assert metrics["folds"] == 3 and metrics["repeats"] == 2 and len(metrics["fold_accuracy"]) == 6
     assert metrics["settings"]["features"] == "mfcc" and metrics["settings"]["classifier"] == "logreg"
     assert np.mean(metrics["fold_accuracy"]) == pytest.approx(metrics["accuracy_mean"])
-    with open(root / "processed" / "reports" / "cv" / "oof_predictions.csv") as handle:
+    with open(latest_cv(root) / "oof_predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * 24 and {r["relpath"] for r in rows} == {
         str(p.relative_to(root / "raw")) for p in (root / "raw").rglob("clip_*")}
@@ -62,7 +67,7 @@ def test_evaluate_is_reproducible_and_groups_never_straddle_folds(store):
     runs = []
     for _ in range(2):
         cli(root, toml, "evaluate", "--features", "mfcc", "--folds", "2", "--group-pattern", r"/clip_(\d)")
-        with open(root / "processed" / "reports" / "cv" / "oof_predictions.csv") as handle:
+        with open(latest_cv(root) / "oof_predictions.csv") as handle:
             runs.append({r["relpath"]: r["fold"] for r in csv.DictReader(handle)})
     assert runs[0] == runs[1]
     groups = {}

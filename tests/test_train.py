@@ -100,12 +100,41 @@ def test_predict_follows_the_model_not_the_current_config(trained, tmp_path):
     assert outputs[0].output == outputs[1].output and "techno" in outputs[0].output
 
 
-def test_train_without_features_says_what_to_run(tmp_path):
-    make_tree(tmp_path, per_genre=2, seconds=1.0)
+@pytest.mark.slow
+def test_train_computes_missing_features_keeps_every_model_and_trains_the_best_evaluation(tmp_path):
+    make_tree(tmp_path, per_genre=5, seconds=1.0)
     runner = CliRunner()
-    assert runner.invoke(main, ["index", "--data-dir", str(tmp_path)]).exit_code == 0
-    result = runner.invoke(main, ["train", "--data-dir", str(tmp_path), "--features", "mfcc"])
-    assert result.exit_code == 2 and "genreflow features" in result.output
+    data = ["--data-dir", str(tmp_path)]
+    assert runner.invoke(main, ["index", *data]).exit_code == 0
+    first = runner.invoke(main, ["train", *data, "--features", "mfcc"])  # nothing stored yet: computed first
+    assert first.exit_code == 0, first.output
+    assert "mfcc [" in first.output and "features mfcc, classifier logreg, whole clips" in first.output
+    second = runner.invoke(main, ["train", *data, "--features", "mfcc", "--classifier", "svm", "--segment-s", "0.5"])
+    assert second.exit_code == 0, second.output
+    assert "mfcc [" not in second.output  # stored: not recomputed
+    models = sorted(p.name for p in (tmp_path / "processed" / "models").glob("*.zip"))
+    assert len(models) == 2 and models[0].endswith("-mfcc-logreg.zip") and models[1].endswith("-mfcc-svm-seg0.5.zip")
+    assert "note: it replaces" in second.output and models[0][:-4] in second.output
+    assert (tmp_path / "processed" / "classifier_model.zip").read_bytes() == \
+        (tmp_path / "processed" / "models" / models[1]).read_bytes()
+    for classifier in ("logreg", "svm"):
+        done = runner.invoke(main, ["evaluate", *data, "--features", "mfcc", "--classifier", classifier, "--folds", "2"])
+        assert done.exit_code == 0, done.output
+        assert f"features mfcc, classifier {classifier}, whole clips" in done.output
+    evaluations = sorted((tmp_path / "processed" / "reports" / "cv").iterdir())
+    assert len(evaluations) == 2  # each evaluate keeps its own folder
+    status = runner.invoke(main, ["status", *data])
+    assert status.exit_code == 0
+    assert sum(line.startswith(("model", "evaluation")) for line in status.output.splitlines()) == 4
+    scores = {e.name: json.loads((e / "cv_metrics.json").read_text())["accuracy_mean"] for e in evaluations}
+    best = max(scores, key=lambda name: (scores[name], name))
+    chosen = runner.invoke(main, ["train", *data, "--from-evaluation", "best"])
+    assert chosen.exit_code == 0, chosen.output
+    assert f"setting of evaluation {best}" in chosen.output
+    classifier = "svm" if best.endswith("-svm") else "logreg"
+    assert f"features mfcc, classifier {classifier}, whole clips" in chosen.output
+    missing = runner.invoke(main, ["train", *data, "--from-evaluation", "no-such-run"])
+    assert missing.exit_code == 2 and "no such evaluation" in missing.output
 
 
 def test_run_stops_on_unloadable_vggish_without_switching_features(tmp_path):

@@ -89,6 +89,9 @@ _ADDRESS = click.option("--address", "address", default=None,
                         help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
 _VGGISH = click.option("--vggish-model", "vggish__handle", default=None,
                        help="VGGish TF Hub handle: URL or local SavedModel folder ($GENREFLOW_VGGISH_MODEL).")
+_GPUS = click.option("--gpus-per-actor", "run__gpus_per_model_actor", type=float, default=None,
+                     help="GPUs each model actor asks Ray for when the cluster has GPUs (default 1; "
+                          "fractions share a GPU; 0 keeps the models on CPUs).")
 _MUSICNN = click.option("--musicnn-model", "musicnn__model_dir", default=None,
                         help="Folder holding the musicnn checkpoint (default: the installed musicnn package; "
                              "$GENREFLOW_MUSICNN_MODEL).")
@@ -191,7 +194,7 @@ def index(config) -> None:
 
 @main.command()
 @click.option("--features", "kinds", default="mfcc", show_default=True, help=_kinds_help())
-@_options(_VGGISH, _MUSICNN, _PRECISION, _ADDRESS)
+@_options(_VGGISH, _MUSICNN, _PRECISION, _GPUS, _ADDRESS)
 def features(config, kinds) -> None:
     """Compute features of every indexed file not yet in the store, one read per file (Ray Data)."""
     from genreflow.cli.commands import run_features_command
@@ -201,7 +204,7 @@ def features(config, kinds) -> None:
 
 
 @main.command()
-@_options(_VGGISH, _MUSICNN, _PRECISION, _ADDRESS)
+@_options(_VGGISH, _MUSICNN, _PRECISION, _GPUS, _ADDRESS)
 def embed(config) -> None:
     """Compute VGGish embeddings of every indexed file not yet in the store (= features --features vggish)."""
     from genreflow.cli.commands import run_features_command
@@ -214,11 +217,21 @@ _NO_VAL = click.option("--allow-no-val", "train__allow_no_val", is_flag=True, de
 
 
 @main.command()
-@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _MUSICNN, _PRECISION)
-def train(config) -> None:
-    """Train and evaluate the genre classifier from the feature store."""
+@click.option("--from-evaluation", "from_evaluation", default=None, metavar="NAME|best|latest",
+              help="Train the setting (features, classifier and its settings, segments) that an earlier "
+                   "`evaluate` measured: a folder name under reports/cv/, latest, or best (highest accuracy).")
+@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _MUSICNN, _PRECISION, _GPUS)
+def train(config, from_evaluation) -> None:
+    """Train and evaluate the genre classifier (computes missing features first)."""
     from genreflow.cli.commands import run_train_command
 
+    if from_evaluation:
+        from genreflow.config import with_overrides
+        from genreflow.stages.history import evaluation_settings
+
+        chosen = evaluation_settings(config.data_dir, from_evaluation)
+        config = with_overrides(config, chosen["overrides"])
+        click.echo(f"setting of evaluation {chosen['name']} (accuracy {chosen['accuracy']:.3f} ± {chosen['std']:.3f})")
     run_train_command(config)
 
 
@@ -263,7 +276,7 @@ def predict(config, paths, model_path, fmt, handle, musicnn_dir, precision, trus
 @main.command()
 @click.option("--train/--no-train", "train", default=True, show_default=True,
               help="Train and evaluate after the features; --no-train stops after them (jobs/pipeline.py).")
-@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _MUSICNN, _PRECISION, _ADDRESS, _VAL_FRACTION, _SEED)
+@_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _MUSICNN, _PRECISION, _GPUS, _ADDRESS, _VAL_FRACTION, _SEED)
 def run(config, train) -> None:
     """Index, extract features, train and evaluate in one go (reuses everything already stored)."""
     from genreflow.cli.commands import run_all_command
@@ -280,7 +293,7 @@ def run(config, train) -> None:
 @click.option("--group-pattern", "evaluate__group_pattern", default=None,
               help="Regex whose first capture group on the relpath is the group, e.g. '^[^/]+/([^_]+)_'.")
 @click.option("--seed", "split__seed", type=int, default=None, help="Fold seed (default 42).")
-@_options(_FEATURES, *_CLASSIFIER, _VGGISH, _MUSICNN, _PRECISION)
+@_options(_FEATURES, *_CLASSIFIER, _VGGISH, _MUSICNN, _PRECISION, _GPUS)
 def evaluate(config) -> None:
     """Cross-validate features + classifier (stratified, grouped K-fold); saves no model."""
     from genreflow.cli.commands import run_evaluate_command
@@ -304,7 +317,7 @@ def verify(config) -> None:
 
 
 @main.command()
-@_options(_VGGISH, _MUSICNN, _PRECISION)
+@_options(_VGGISH, _MUSICNN, _PRECISION, _GPUS)
 def status(config) -> None:
     """Show what DATA_DIR holds: index, splits, feature sets (current or not) and the model."""
     from genreflow.cli.commands import run_status_command
@@ -315,7 +328,7 @@ def status(config) -> None:
 @main.command()
 @click.option("--clips-per-genre", type=click.IntRange(2, 1000), default=20, show_default=True)
 @click.option("--clip-seconds", type=click.FloatRange(1.0, 300.0), default=10.0, show_default=True)
-@_options(_FEATURES, _VGGISH, _MUSICNN, _PRECISION, _ADDRESS, data_dir_default="data/demo")
+@_options(_FEATURES, _VGGISH, _MUSICNN, _PRECISION, _GPUS, _ADDRESS, data_dir_default="data/demo")
 def demo(config, clips_per_genre, clip_seconds) -> None:
     """Write a small synthetic labelled set (default data dir: data/demo) and run everything on it."""
     from genreflow.cli.commands import run_demo_command

@@ -80,39 +80,62 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
     return reports
 
 
-def run_train_command(config: Config) -> dict:
-    """Train on the train split, evaluate on val, save the model and reports, print the results."""
-    import json
+def compute_missing_features(config: Config) -> None:
+    """`train` and `evaluate` compute what the store lacks through the same pass as `run`
+    (everything already stored is reused, so this costs one read of the stores' keys)."""
+    from genreflow.data.index import read_index
+    from genreflow.features import parse_kinds
+    from genreflow.stages.extract import plan
 
-    from genreflow.config import extractors_for
-    from genreflow.model.training import evaluate
-    from genreflow.stages.train import fit, load_dataset, make_bundle, save_model
-    from genreflow.model.reports import most_confused
+    kinds = parse_kinds(config.train.features)
+    work = plan(config, extractors_for(config, "+".join(kinds)), read_index(config.data_dir)["files"])
+    if work.todo:
+        click.secho(f"== features: {', '.join(kinds)} ({len(work.todo)} file(s) not in the store yet)", bold=True)
+        run_features_command(config, kinds)
+
+
+def run_train_command(config: Config) -> dict:
+    """Train on the train split, evaluate on val, keep the model (history + classifier_model.zip)
+    and reports, print the results."""
+    import json
+    import time
+
     from genreflow.errors import DataError
-    from genreflow.stages.evaluate import write_val_predictions
+    from genreflow.model.reports import most_confused, report_text, write_reports
+    from genreflow.model.training import evaluate
     from genreflow.core.fs import atomic_write_text, remove_stale_temps_tree
     from genreflow.core.layout import Layout
-    from genreflow.model.reports import report_text, write_reports
+    from genreflow.stages.evaluate import write_val_predictions
+    from genreflow.stages.history import keep_model
+    from genreflow.stages.train import fit, load_dataset, make_bundle, model_writer
 
     layout = Layout.of(config.data_dir)
     remove_stale_temps_tree(layout.processed)
+    compute_missing_features(config)
     extractors = extractors_for(config)
     data = load_dataset(config, extractors)
     if data.missing:
-        click.secho(f"warning: {data.missing} indexed file(s) have no {config.train.features} features (not "
-                    "computed yet, or they failed to decode) and are left out.", fg="yellow", err=True)
+        click.secho(f"warning: {data.missing} indexed file(s) have no {config.train.features} features (they "
+                    "failed to decode) and are left out.", fg="yellow", err=True)
     if not data.is_val.any() and not config.train.allow_no_val:
         raise DataError(f"No validation file of {layout.splits_json} has features: the split does not match the "
                         f"index. Run `genreflow index --data-dir {config.data_dir}` to rebuild it (the model and "
                         "reports were left as they were), or pass --allow-no-val to train without validation.")
+    segment = f"{config.train.segments:g} s segments" if config.train.segments else "whole clips"
+    click.echo(f"features {config.train.features}, classifier {config.train.classifier}, {segment}")
     model, params = fit(data, config)
     evaluation = evaluate(model, data)
     proba = evaluation.pop("val_proba")
     metrics = {**evaluation, "features": config.train.features, "fingerprints": data.fingerprints,
                "classifier": config.train.classifier, "segment_s": config.train.segments}
     bundle = make_bundle(model, params, data, config, extractors)
-    meta = save_model(bundle, config)
-    atomic_write_text(layout.processed.join("model_meta.json"), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    summary = {"features": config.train.features, "classifier": config.train.classifier,
+               "segment_s": config.train.segments, "accuracy": metrics["accuracy"], "n_train": metrics["n_train"],
+               "n_val": metrics["n_val"], "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+               "params": bundle.classifier.get("params")}
+    kept, replaced = keep_model(config, model_writer(bundle), summary)
+    atomic_write_text(layout.processed.join("model_meta.json"), json.dumps(bundle.meta(), indent=2, sort_keys=True)
+                      + "\n")
     written = write_reports(metrics, layout.reports)
     if len(proba):
         written.append(write_val_predictions(data, proba, layout.reports))
@@ -122,24 +145,31 @@ def run_train_command(config: Config) -> dict:
         click.echo("most confused: " + ", ".join(f"{a} -> {b} ({n})" for a, b, n in pairs))
     if config.train.tune:
         click.echo(f"tuned {config.train.classifier}: {bundle.classifier['params']}")
-    click.echo(f"wrote {layout.model}, " + ", ".join(str(t) for t in written))
+    click.echo(f"model: {layout.model} (kept as {kept}); reports in {layout.reports}/")
+    if replaced:
+        click.secho(f"note: it replaces {replaced} as the current model; that one stays in "
+                    f"{layout.processed.join('models')}/ (`genreflow status` lists them).", fg="yellow", err=True)
     return metrics
 
 
 def run_evaluate_command(config: Config) -> dict:
-    """K-fold cross-validation of the configured features and classifier; writes reports/cv/."""
+    """K-fold cross-validation of the configured features and classifier; writes its own
+    reports/cv/<time>-<setting>/ (earlier evaluations stay)."""
+    from genreflow.core.console import Progress
     from genreflow.model.reports import cv_report_text
     from genreflow.stages.evaluate import run_cross_validation
 
-    def progress(repeat: int, fold: int, accuracy: float) -> None:
-        click.echo(f"  repeat {repeat + 1} fold {fold + 1}: accuracy {accuracy:.3f}", err=True)
-
-    out = run_cross_validation(config, progress)
+    compute_missing_features(config)
+    total = config.evaluate.folds * config.evaluate.repeats
+    with Progress(total, "evaluate", "fold") as bar:
+        out = run_cross_validation(config, lambda repeat, fold, accuracy: bar.update(1))
+        bar.close(f"evaluate: {total} fold(s)")
     if out["missing"]:
         click.secho(f"warning: {out['missing']} indexed file(s) have no {config.train.features} features and are "
                     "left out.", fg="yellow", err=True)
     click.echo(cv_report_text(out["metrics"]))
-    click.echo("wrote " + ", ".join(str(t) for t in out["written"]))
+    click.echo(f"reports in {out['written'][0].parent}/ (`genreflow train --from-evaluation best` trains the best "
+               "setting evaluated so far)")
     return out["metrics"]
 
 
@@ -234,7 +264,10 @@ def run_demo_command(config: Config, clips_per_genre: int, clip_seconds: float) 
         click.secho(f"note: the {extractor.name} model is not available here ({_first_sentence(str(exc))}), so "
                     f"this demo uses --features {fallback} instead.", fg="yellow", err=True)
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, features=fallback))
-    return run_all_command(config)
+    result = run_all_command(config)
+    click.secho("\nNext: put your music in data/raw/<genre>/ and run `genreflow run`; "
+                f"try the model on a file with `genreflow predict FILE --data-dir {config.data_dir}`.", bold=True)
+    return result
 
 
 def offline_features(config: Config) -> str:
@@ -255,8 +288,6 @@ def _first_sentence(text: str) -> str:
 
 def run_status_command(config: Config) -> dict:
     """What a data folder holds: index, splits, every feature set (current or not), model, accuracy."""
-    import json
-
     from genreflow.data.index import read_index
     from genreflow.config import build_extractor
     from genreflow.features import registered
@@ -292,12 +323,17 @@ def run_status_command(config: Config) -> dict:
                                         rows))
     else:
         click.echo("\nfeature store: empty (run `genreflow features --features KINDS`)")
-    metrics_file = layout.reports.join("metrics.json")
-    if exists(layout.model) and exists(metrics_file):
-        metrics = json.loads(read_text(metrics_file))
-        accuracy = "n/a" if metrics.get("accuracy") is None else f"{metrics['accuracy']:.4f}"
-        click.echo(f"\nmodel: {layout.model} ({metrics.get('features')}, val accuracy {accuracy}, "
-                   f"{metrics.get('n_train')} train / {metrics.get('n_val')} val)")
+    from genreflow.stages.history import current_model_name, saved
+
+    history = saved(config.data_dir)
+    if history:
+        current = current_model_name(config.data_dir)
+        click.echo("\n" + format_table(["saved", "name", "features", "classifier", "segments", "accuracy", "files"],
+                                        [s.row(current) for s in history]))
+        click.echo(f"(* = the current model, {layout.model}; accuracy: models on the validation split, "
+                   "evaluations mean ± std over folds)")
+    elif exists(layout.model):
+        click.echo(f"\nmodel: {layout.model} (saved before genreflow kept a history; the next `train` keeps it)")
     else:
         click.echo("\nmodel: none yet (run `genreflow train` or `genreflow run`)")
     return {"feature_sets": rows}

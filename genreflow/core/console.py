@@ -8,12 +8,14 @@ already set is kept.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",  # oneDNN / CUDA / absl notes from TensorFlow's C++ side
@@ -139,3 +141,19 @@ class Progress:
 
 def _rate_text(rate: float) -> str:
     return f"{rate:.1f}" if rate < 10 else f"{rate:,.0f}"
+
+
+@contextlib.contextmanager
+def silenced(active: bool = True) -> Iterator[None]:
+    """Nothing printed inside the block (tables, summaries, progress), for callers of the Python
+    API; the verbosity and the streams are restored afterwards."""
+    if not active:
+        yield
+        return
+    level = VERBOSITY.level
+    VERBOSITY.level = 0
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        VERBOSITY.level = level

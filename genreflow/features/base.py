@@ -78,6 +78,11 @@ class Extractor:
         """One clip [shape=(n,)] at ``sample_rate`` -> (2-D float32 array as stored, valid frames)."""
         raise NotImplementedError
 
+    def on_accelerator(self) -> "Extractor":
+        """The extractor as a GPU actor runs it (e.g. more clips per model call); the values and
+        the fingerprint do not change."""
+        return self
+
     def compute_many(self, state: Any, waveforms: list[np.ndarray], n_valid: list[int]) -> list[tuple[np.ndarray, int]]:
         """Several clips at once; models override this to share one call among them."""
         return [self.compute(state, w, n) for w, n in zip(waveforms, n_valid)]

@@ -54,29 +54,39 @@ def report_text(metrics: dict[str, Any]) -> str:
             f"confusion matrix (rows: true, columns: predicted)\n{confusion_text(metrics)}\n")
 
 
+MAX_FIGURE_INCHES = 30.0  # 3000 x 3000 px at 100 dpi: ~36 MB to draw, whatever the genre count
+MAX_CELL_TEXT_GENRES = 40  # above, cells carry no count text (G * G text objects); metrics.json has them
+
+
 def confusion_png(metrics: dict[str, Any], title: str | None = None) -> bytes:
-    """A labelled heat map with counts in cells; the figure grows with the number of genres."""
+    """A labelled heat map with counts in cells; the figure grows with the number of genres up to
+    MAX_FIGURE_INCHES a side, and above MAX_CELL_TEXT_GENRES genres the cells hold no counts
+    (the figure would otherwise grow quadratically: 1.2 GB at 100 genres)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    labels, matrix = metrics["labels"], np.asarray(metrics["confusion_matrix"])
-    size = max(5.0, 0.55 * len(labels) + 2.5)
+    labels, matrix = [str(g)[:40] for g in metrics["labels"]], np.asarray(metrics["confusion_matrix"])
+    n = len(labels)
+    size = min(MAX_FIGURE_INCHES, max(5.0, 0.55 * n + 2.5))
+    tick_size = max(1.0, min(10.0, 0.6 * 72 * (size - 2.5) / max(n, 1)))
     fig, ax = plt.subplots(figsize=(size, size), dpi=100)
     ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xticks(range(n), labels, rotation=45 if n <= MAX_CELL_TEXT_GENRES else 90, ha="right", fontsize=tick_size)
+    ax.set_yticks(range(n), labels, fontsize=tick_size)
     ax.set_xlabel("Predicted genre")
     ax.set_ylabel("True genre")
+    note = "" if n <= MAX_CELL_TEXT_GENRES else f"; {n} genres: counts in metrics.json"
     ax.set_title(title or f"Confusion matrix ({metrics['features']}, accuracy {metrics['accuracy']:.3f}, "
-                          f"n={metrics['n_val']})")
+                          f"n={metrics['n_val']}{note})")
     high = matrix.max() / 2 if matrix.size else 0
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9,
-                    color="white" if matrix[i, j] > high else "black")
+    if n <= MAX_CELL_TEXT_GENRES:
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9,
+                        color="white" if matrix[i, j] > high else "black")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -146,8 +156,10 @@ def cv_report_text(metrics: Mapping[str, Any]) -> str:
              pm(m["f1_mean"], m["f1_std"]), m["support"]] for g, m in metrics["per_genre"].items()]
     pairs = most_confused(np.array(metrics["confusion_matrix"]), metrics["labels"])
     repeats = f" x {metrics['repeats']} repeats" if metrics["repeats"] > 1 else ""
-    return (f"{metrics['folds']}-fold cross-validation{repeats}, {metrics['n_clips']} files, "
-            f"classifier {metrics['classifier']}\n"
+    settings = metrics.get("settings", {})
+    segment = f"{settings['segment_s']:g} s segments" if settings.get("segment_s") else "whole clips"
+    return (f"{metrics['folds']}-fold cross-validation{repeats}, {metrics['n_clips']} files, features "
+            f"{settings.get('features', '?')}, classifier {metrics['classifier']}, {segment}\n"
             f"accuracy: {pm(metrics['accuracy_mean'], metrics['accuracy_std'])}   "
             f"macro-F1: {pm(metrics['f1_macro_mean'], metrics['f1_macro_std'])}\n\n"
             f"{format_table(['genre', 'precision', 'recall', 'f1', 'support'], rows)}\n\n"

@@ -18,6 +18,7 @@ from genreflow.model.training import Dataset
 from genreflow.stages.train import load_dataset
 from genreflow.config import Config
 from genreflow.core.fs import Location, atomic_write_text
+from genreflow.stages.history import evaluation_folder
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -60,13 +61,12 @@ def settings_of(config: Config, extractors) -> dict[str, Any]:
 
 
 def run_cross_validation(config: Config, progress=None) -> dict[str, Any]:
-    """Cross-validate the configured features + classifier; write reports/cv/ and return
+    """Cross-validate the configured features + classifier; write reports/cv/<time>-<setting>/ and return
     {"metrics", "written", "dataset"}."""
     from threadpoolctl import threadpool_limits
 
     from genreflow.model.crossval import assign_repeats, cross_validate, cv_metrics_json, make_groups
     from genreflow.model.reports import oof_rows
-    from genreflow.core.layout import Layout
     from genreflow.model.reports import confusion_png
 
     extractors = extractors_for(config)
@@ -79,7 +79,7 @@ def run_cross_validation(config: Config, progress=None) -> dict[str, Any]:
                                 config.train.params, seed=config.split.seed, tune=config.train.tune, groups=groups,
                                 inner_folds=config.evaluate.inner_folds, progress=progress)
     metrics = cv_metrics_json(result, settings_of(config, extractors))
-    folder = Layout.of(config.data_dir).reports.join("cv")
+    folder = evaluation_folder(config)
     import json
 
     from genreflow.core.fs import atomic_write_bytes

@@ -39,14 +39,17 @@ class StageReport:
     cached: int = 0
     computed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    devices: set[str] = field(default_factory=set)  # where a model kind ran: "CPU", "GPU 0"...
 
     @property
     def pending(self) -> int:
         return self.unique - self.cached
 
     def line(self) -> str:
+        gpus = sorted(d for d in self.devices if d.startswith("GPU"))
+        where = f", on {', '.join(gpus)}" if gpus else ""
         return (f"{self.kind} [{self.fingerprint}]: {self.computed} computed, {self.cached} already cached, "
-                f"{len(self.failed)} failed ({self.files} files, {self.unique} unique)")
+                f"{len(self.failed)} failed ({self.files} files, {self.unique} unique{where})")
 
 
 @dataclass
@@ -207,7 +210,11 @@ class ModelBatch:
 
         from genreflow.core.stderr import quiet_native_stderr
 
+        import ray
+
         self.extractor, self.fset, self.last = extractor, fset, last
+        gpu_ids = ray.get_gpu_ids()  # Ray set CUDA_VISIBLE_DEVICES to these for this actor
+        self.device = "GPU " + ",".join(str(i) for i in gpu_ids) if gpu_ids else "CPU"
         # TensorFlow's C++ side prints device notes (cuInit on a machine without a GPU) when the
         # model first runs: hidden unless --verbose, like its import
         with quiet_native_stderr(active=os.environ.get("GENREFLOW_VERBOSE") != "1"):
@@ -232,6 +239,7 @@ class ModelBatch:
         out = {k: v for k, v in batch.items() if not self.last or not k.startswith(("samples:", "n_valid:"))}
         results.finish(e.kind, out)
         out[f"status:{e.name}"] = np.array(status, dtype=object)
+        out[f"device:{e.name}"] = np.array([self.device] * len(status), dtype=object)
         return out
 
     def _compute(self, samples: np.ndarray, n_valid: np.ndarray, rows: list[int]) -> list:
@@ -274,6 +282,15 @@ def embed_plan(cpus: int) -> tuple[int, float, int, float]:
     return actors, float(threads), threads, 1.0
 
 
+def gpu_plan(gpus: float, per_actor: float) -> tuple[int, float] | None:
+    """(model actors, GPUs each) when the cluster has GPUs and the user allows them, else None
+    (CPU actors). Ray gives each actor its own CUDA_VISIBLE_DEVICES, so TensorFlow in an actor
+    sees only the GPU(s) it holds."""
+    if gpus <= 0 or per_actor <= 0:
+        return None
+    return max(1, int(gpus // per_actor)), float(per_actor)
+
+
 def _rows_per_batch(config: Config, sample_rates: Sequence[int], duration_s: float) -> int:
     row_bytes = 4 * sum(sample_rates) * duration_s
     return max(1, min(config.batch_size, int(MAX_BATCH_BYTES // max(row_bytes, 1))))
@@ -295,8 +312,7 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     model kind. With ``fsets`` workers write shards; without, they return pooled vectors."""
     import ray
 
-    from genreflow.stages.session import quiet_ray_data
-    from genreflow.stages.session import cluster_cpus
+    from genreflow.stages.session import cluster_cpus, cluster_gpus, quiet_ray_data
 
     quiet_ray_data()
     needed = {k for row in todo for k in row["kinds"].split(",")}
@@ -317,20 +333,27 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
         slots = ray.data.TaskPoolStrategy(size=min(workers, blocks))  # no idle slots (Ray warns of them)
         ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1, compute=slots)
     else:
-        actors, actor_cpus, threads, decode_cpus = embed_plan(workers)
-        decoders = max(1, int((workers - actors * actor_cpus) // decode_cpus))
+        gpu = gpu_plan(cluster_gpus(), config.run.gpus_per_model_actor)
+        if gpu is None:
+            actors, actor_cpus, threads, decode_cpus = embed_plan(workers)
+            decoders = max(1, int((workers - actors * actor_cpus) // decode_cpus))
+        else:  # decode on every CPU; the model actors follow the GPUs, one CPU each to feed them
+            actors, gpus_each = gpu
+            actor_cpus, threads, decode_cpus = 1.0, 1, 1.0
+            decoders = max(1, int(cluster_cpus() - actors))
         ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=decode_cpus,
                             compute=ray.data.TaskPoolStrategy(size=decoders))
         for n, e in enumerate(models):
+            resources = {"num_cpus": actor_cpus} if gpu is None else {"num_cpus": actor_cpus, "num_gpus": gpus_each}
             with warnings.catch_warnings():  # Ray 2.60 names max_restarts a deprecated remote arg, yet
                 warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # offers no other way
                 # a lost actor fails its batch and a rerun resumes; restartable actors whose arguments
                 # sit in the object store make Ray's core worker print a warning on every run
                 ds = ds.map_batches(ModelBatch, fn_constructor_kwargs={
-                    "extractor": e, "fset": None if fsets is None else fsets[e.name], "threads": threads,
+                    "extractor": e if gpu is None else e.on_accelerator(),
+                    "fset": None if fsets is None else fsets[e.name], "threads": threads,
                     "last": n == len(models) - 1},
-                    batch_size=rows, num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors),
-                    max_restarts=0)
+                    batch_size=rows, compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=0, **resources)
         # decode tasks outrun the actors: bound the decoded audio waiting in the object store, or it
         # grows with the run (1.3 GiB more at 1,000 clips)
         limits = ds.context.execution_options.resource_limits
@@ -355,6 +378,8 @@ def _run(config: Config, work: Plan, tick: Callable[[int], None] | None = None) 
             if tick is not None:
                 tick(len(out["relpath"]))
             for name in names:
+                if f"device:{name}" in out:
+                    work.reports[name].devices.update(str(d) for d in out[f"device:{name}"])
                 for rel, status in zip(out["relpath"], out[f"status:{name}"]):
                     if status == OK:
                         work.reports[name].computed += 1

@@ -66,6 +66,13 @@ def start_failure_message(address: str | None, exc: BaseException) -> str:
             "--address, then run the command again (finished work is kept).")
 
 
+def cluster_gpus() -> float:
+    """GPUs Ray can schedule on (0 on a CPU-only machine or cluster)."""
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
 def cluster_cpus() -> int:
     """CPUs Ray can schedule on (the whole cluster when joined to one)."""
     import ray

@@ -5,11 +5,12 @@ Thin glue between a ``Config`` and the model layer, which takes explicit argumen
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from genreflow.config import Config, extractors_for
+from genreflow.core.fs import Location
 from genreflow.core.layout import Layout
 from genreflow.features import Extractor
 from genreflow.model import bundle as _bundle
@@ -38,3 +39,8 @@ def make_bundle(model: Any, params: Params, data: Dataset, config: Config,
 def save_model(bundle: ModelBundle, config: Config) -> dict[str, Any]:
     """Write the model file of the data folder."""
     return _bundle.save_model(bundle, Layout.of(config.data_dir).model)
+
+
+def model_writer(bundle: ModelBundle) -> Callable[[Location], Any]:
+    """What writes ``bundle`` to a location (the history keeps it, then copies it)."""
+    return lambda target: _bundle.save_model(bundle, target)
