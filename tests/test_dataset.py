@@ -227,3 +227,35 @@ def test_write_index_replaces_files_whole(data_dir):
     before = (data_dir / "processed" / "dataset_index.json").read_bytes()
     write_index(index, str(data_dir))
     assert (data_dir / "processed" / "dataset_index.json").read_bytes() == before
+
+
+def test_a_cold_index_and_extraction_decode_each_file_once(data_dir, monkeypatch):
+    """Index validation probes (headers, raw-byte truncation checks, the first blocks); the one
+    full decode per file is extraction's (counted through the decoder's own entry points)."""
+    from pipeline_support import config_for, extract_in_process
+
+    from genreflow.data import audio, decode
+
+    paths = write_genre_tree(data_dir, {"a": 3, "b": 3}, seconds=8.0)  # longer than the probe at 8 kHz
+    full, probes = [], []
+    real_all, real_mono = audio._decode_all, decode.decode_mono
+
+    def counting_all(handle, probe_frames=None):
+        (probes if probe_frames is not None else full).append(handle.frames)
+        return real_all(handle, probe_frames)
+
+    def counting_mono(source, **kwargs):
+        full.append(source)
+        return real_mono(source, **kwargs)
+
+    monkeypatch.setattr(audio, "_decode_all", counting_all)
+    monkeypatch.setattr(decode, "decode_mono", counting_mono)
+    config = config_for(data_dir, 8.0)
+    index = build_index(str(data_dir), workers=1)
+    assert len(index["files"]) == len(paths) and len(probes) == len(paths) and not full
+    write_index(index, str(data_dir))
+    from genreflow.data.splits import make_splits, splits_json
+    (data_dir / "processed" / "splits.json").write_text(splits_json(make_splits(index["files"], config.split)))
+    extract_in_process(config, kinds=("mfcc", "spectral"))
+    assert len(full) == len(paths)  # one decode per file serves every kind
+    assert {f["duration_s"] for f in index["files"]} == {8.0}  # the probe takes the header's length

@@ -42,6 +42,8 @@ _LIBSNDFILE_PHRASES = {
 
 
 MAX_SAMPLE_RATE = 384_000
+MAX_CLIP_SAMPLES = 48_000 * 3600  # one hour at 48 kHz (~0.7 GB of float32 per clip in every worker)
+FILE_RATES = (1_000, 768_000)  # Hz a file may declare: 1 Hz or 2 GHz headers are damage, not audio
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,16 @@ class AudioConfig:
               f"an integer in [1000, {MAX_SAMPLE_RATE}] (Hz), e.g. 22050")
         check(math.isfinite(self.duration_s) and 0 < self.duration_s <= 3600, "audio.duration_s",
               self.duration_s, "in (0, 3600] seconds")
+        check(self.sample_rate * self.duration_s <= MAX_CLIP_SAMPLES, "audio.duration_s", self.duration_s,
+              f"at most {MAX_CLIP_SAMPLES / self.sample_rate:g} seconds at sample_rate {self.sample_rate} "
+              f"({MAX_CLIP_SAMPLES} samples per clip)")
+
+
+def rate_problem(rate: int) -> str | None:
+    """Why a file's declared sample rate cannot be real audio, else None."""
+    if not FILE_RATES[0] <= rate <= FILE_RATES[1]:
+        return f"implausible sample rate {rate} Hz (expected {FILE_RATES[0]} to {FILE_RATES[1]} Hz)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -254,12 +266,14 @@ def _head_and_tail(source: str) -> tuple[bytes, bytes, int]:
 
 
 def inspect_audio(source: str | BinaryIO, header: bytes | None = None, file_size: int | None = None,
-                  tail: bytes | None = None) -> AudioInfo:
-    """Validate a file by decoding all of it in blocks; raise AudioDecodeError with a reason.
+                  tail: bytes | None = None, probe_frames: int | None = None) -> AudioInfo:
+    """Validate a file by decoding it in blocks (all of it, or the first ``probe_frames``);
+    raise AudioDecodeError with a reason.
 
     ``header``/``tail`` are the first HEAD_BYTES and last TAIL_BYTES of the file and
     ``file_size`` its length; for a local path they are read here when not given. Catches
-    what opening alone misses: no frames, truncated or corrupt data, NaN samples.
+    what opening alone misses: no frames, truncated (from the raw bytes: WAV, MP3 with a
+    Xing/VBRI header, Ogg) or corrupt data, NaN samples.
     """
     if isinstance(source, str) and (header is None or file_size is None or tail is None):
         try:
@@ -283,20 +297,26 @@ def inspect_audio(source: str | BinaryIO, header: bytes | None = None, file_size
     if reason:
         raise AudioDecodeError(reason)
     with quiet_native_stderr(_might_use_mpg123(source, header)), _open(source) as handle:
-        return _decode_all(handle)
+        return _decode_all(handle, probe_frames)
 
 
-def _decode_all(handle) -> AudioInfo:
-    """Decode every block of an open SoundFile; the frames actually decoded give the duration."""
+def _decode_all(handle, probe_frames: int | None = None) -> AudioInfo:
+    """Decode every block of an open SoundFile (or the first ``probe_frames``: a bounded probe,
+    when the full decode's verdict comes later, from extraction); the frames actually decoded
+    give the duration, or the header's count when the probe stopped early."""
     declared = handle.frames
     if declared <= 0 or handle.samplerate <= 0:
         raise AudioDecodeError("no audio frames (header only)")
+    if rate_problem(handle.samplerate):
+        raise AudioDecodeError(rate_problem(handle.samplerate))
     decoded = 0
     try:
         for block in handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
             if not np.isfinite(block).all():
                 raise AudioDecodeError("corrupt data: NaN or infinite samples")
             decoded += len(block)
+            if probe_frames is not None and decoded >= probe_frames and decoded < declared:
+                return AudioInfo(handle.samplerate, handle.channels, declared, handle.format.lower())
     except AudioDecodeError:
         raise
     except Exception as exc:  # libsndfile reports corrupt streams as RuntimeError/LibsndfileError
@@ -331,6 +351,8 @@ def decode_mono(source: str | BinaryIO, *, duration_s: float) -> tuple[np.ndarra
     """
     with quiet_native_stderr(_might_use_mpg123(source, _peek(source))), _open(source) as handle:
         native_sr = handle.samplerate
+        if rate_problem(native_sr):
+            raise AudioDecodeError(rate_problem(native_sr))
         # a few extra native frames so the resampler's edge does not fall inside the clip
         wanted = math.ceil(duration_s * native_sr) + 64
         try:

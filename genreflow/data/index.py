@@ -28,7 +28,7 @@ from typing import Any, Callable
 from pyarrow.fs import FileType
 
 from genreflow import __version__
-from genreflow.data.audio import EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
+from genreflow.data.audio import BLOCK_FRAMES, EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
 from genreflow.errors import AudioDecodeError
 from genreflow.data.discovery import Discovery, discover
 from genreflow.core.fs import (Location, atomic_write_bytes, atomic_write_text, iter_chunks, not_regular_reason, open_input,
@@ -40,11 +40,16 @@ from genreflow.core.layout import Layout
 INDEX_COLUMNS = ("relpath", "genre", "label", "content_hash", "duration_s", "sample_rate", "channels", "format", "bytes")
 
 
-def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Hash and decode one file; return its record, or ``{'relpath', 'reason'}`` if unusable.
+PROBE_FRAMES = 3 * BLOCK_FRAMES  # ~4.5 s at 44.1 kHz: enough to tell audio from garbage
 
-    ``previous`` is the file's record in the last index: when the bytes still hash the same,
-    that record stands and the file is not decoded again (hashing costs a fraction of decoding).
+
+def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hash one file and probe it; return its record, or ``{'relpath', 'reason'}`` if unusable.
+
+    The probe reads the headers, checks the raw bytes for truncation (WAV, MP3, Ogg) and decodes
+    the first PROBE_FRAMES frames; the full decode happens once, in extraction, which reports a
+    file that fails there with its reason and keeps it out of training. ``previous`` is the
+    file's record in the last index: when the bytes still hash the same, that record stands.
     """
     loc = raw.join(relpath)
     reason = not_regular_reason(loc)  # before any open(): opening a FIFO blocks
@@ -66,13 +71,13 @@ def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None =
 
 
 def _inspect(loc: Location, head: bytes, size: int, tail: bytes):
-    """Decode the whole file (a path locally, a stream from a remote filesystem)."""
+    """Probe the file (a path locally, a stream from a remote filesystem)."""
     try:
         source = open_input(loc)
     except OSError as exc:
         raise AudioDecodeError(_unreadable_reason(loc, exc)) from None
     try:
-        return inspect_audio(source, header=head, file_size=size, tail=tail)
+        return inspect_audio(source, header=head, file_size=size, tail=tail, probe_frames=PROBE_FRAMES)
     finally:
         if not isinstance(source, str):
             source.close()
