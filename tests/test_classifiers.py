@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pickle
 
 import numpy as np
@@ -127,13 +129,26 @@ def test_svm_calibrates_with_as_many_folds_as_the_rarest_genre_allows():
 def test_tune_picks_from_its_grid_deterministically(name):
     X, y = blobs(n_per=15, seed=4, spread=1.0)
     groups = np.arange(len(y)) // 3
-    best, score = tune(name, FAST[name], X, y, groups=groups, seed=5)
+    start = FAST[name]
+    outside = {key: _off_grid(values) for key, values in TUNE_GRIDS[name].items()}
+    start = dataclasses.replace(start, **outside)  # an ignored grid cannot pass: every tuned key starts off it
+    best, score = tune(name, start, X, y, groups=groups, seed=5)
     assert type(best) is type(FAST[name]) and 0.0 <= score <= 1.0
     for key, values in TUNE_GRIDS[name].items():
         assert getattr(best, key) in values
-    untouched = {k: v for k, v in vars(FAST[name]).items() if k not in TUNE_GRIDS[name]}
+    untouched = {k: v for k, v in vars(start).items() if k not in TUNE_GRIDS[name]}
     assert {k: getattr(best, k) for k in untouched} == untouched
-    assert tune(name, FAST[name], X, y, groups=groups, seed=5) == (best, score)
+    assert tune(name, start, X, y, groups=groups, seed=5) == (best, score)
+
+
+def _off_grid(values: tuple):
+    """A value of the grid's type that the grid does not hold."""
+    first = values[0]
+    if isinstance(first, tuple):
+        return tuple(v + 7 for v in first)
+    if isinstance(first, str):  # svm gamma: "scale" or a number
+        return 0.123
+    return type(first)(max(v for v in values if not isinstance(v, str)) * 3 + 1)
 
 
 def test_tune_takes_the_best_inner_score_and_keeps_groups_together(monkeypatch):

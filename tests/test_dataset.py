@@ -210,7 +210,8 @@ def test_index_json_and_parquet_hold_the_same_rows(data_dir):
     doc = json.loads((processed / "dataset_index.json").read_text())
     assert {"genres", "files", "invalid", "params", "genreflow_version"} <= set(doc)
     assert doc["genreflow_version"] == __version__
-    assert doc["invalid"] == [{"relpath": "a/broken.wav", "reason": doc["invalid"][0]["reason"]}]
+    assert len(doc["invalid"]) == 1 and doc["invalid"][0]["relpath"] == "a/broken.wav"
+    assert doc["invalid"][0]["reason"].startswith(("not a decodable audio file", "truncated", "no audio"))
     assert doc["ignored"] == ["a/readme.md"]
     assert doc == result["index"]
     frame = pd.read_parquet(processed / "index.parquet")
@@ -220,13 +221,25 @@ def test_index_json_and_parquet_hold_the_same_rows(data_dir):
     assert not [p.name for p in processed.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
-def test_write_index_replaces_files_whole(data_dir):
+def test_write_index_replaces_files_whole(data_dir, monkeypatch):
+    """A write that dies half-way leaves the previous index intact and no temp file behind."""
+    from genreflow.core import fs
+
     write_genre_tree(data_dir, {"a": 2})
     index = build_index(str(data_dir), workers=1)
     write_index(index, str(data_dir))
     before = (data_dir / "processed" / "dataset_index.json").read_bytes()
-    write_index(index, str(data_dir))
+    real_replace = fs.os.replace
+
+    def crash(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fs.os, "replace", crash)
+    with pytest.raises(OSError, match="No space left"):
+        write_index({**index, "files": index["files"][:1]}, str(data_dir))
+    monkeypatch.setattr(fs.os, "replace", real_replace)
     assert (data_dir / "processed" / "dataset_index.json").read_bytes() == before
+    assert not [p.name for p in (data_dir / "processed").iterdir() if p.name.startswith(".")]
 
 
 def test_a_cold_index_and_extraction_decode_each_file_once(data_dir, monkeypatch):

@@ -94,7 +94,8 @@ def test_each_classifier_trains_saves_loads_and_predicts(store, classifier):
 
 def test_tune_picks_from_its_grid(store):
     root, toml = store
-    result = cli(root, toml, "train", "--features", "mfcc", "--classifier", "logreg", "--tune")
+    # start from a C outside the grid, so an ignored --tune cannot pass
+    result = cli(root, toml, "train", "--features", "mfcc", "--classifier", "logreg", "--C", "3.0", "--tune")
     assert "tuned logreg" in result.output
     bundle = load_model_bundle(str(root / "processed" / "classifier_model.zip"))
     assert bundle.classifier["params"]["C"] in (0.1, 1.0, 10.0)

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from pipeline_support import config_for, feature_set_for, make_tree, write_toml
 
 from genreflow import features
+from genreflow.errors import ConfigError
 from genreflow.config import build_extractor
 from genreflow.data.audio import load_audio
 from genreflow.cli import main
@@ -74,9 +75,9 @@ def loudness():
 def test_registry_drives_choices_and_rejects_unknown_kinds():
     assert {"mfcc", "spectral", "vggish"} <= set(features.names())
     assert features.parse_kinds("vggish+mfcc") == ["mfcc", "vggish"]
-    with pytest.raises(Exception, match="nope"):
+    with pytest.raises(ConfigError, match="nope"):
         features.parse_kinds("mfcc+nope")
-    with pytest.raises(Exception, match="train.features"):
+    with pytest.raises(ConfigError, match=r"train.features.*Did you mean 'vggish'\?"):
         config_for(Path("."), **{"train.features": "mfcc+vgish"})
 
 

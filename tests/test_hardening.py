@@ -105,11 +105,9 @@ def test_a_genre_folder_linked_to_root_is_refused_with_one_warning(data_dir):
     write_genre_tree(data_dir, {"rock": 3, "jazz": 3})
     os.symlink("/", data_dir / "raw" / "evil")
 
-    started = time.monotonic()
-    result = cli("index", "--data-dir", str(data_dir), timeout=60)
+    result = cli("index", "--data-dir", str(data_dir), timeout=60)  # a walk of / would run past the timeout
 
     assert result.returncode == 0, result.stderr[-2000:]
-    assert time.monotonic() - started < 60
     lines = warning_lines(result.stderr, "evil")
     assert len(lines) == 1 and "is a symbolic link to / (the filesystem root): not followed" in lines[0], result.stderr
     index = read_index(str(data_dir))
