@@ -49,13 +49,13 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
     from genreflow.config import extractors_for
     from genreflow.data.index import read_index
     from genreflow.errors import DataError
-    from genreflow.stages.extract import execute, plan
+    from genreflow.stages.extract import execute, kinds_of, plan
     from genreflow.stages.session import ray_session
 
     files = read_index(config.data_dir)["files"]
     extractors = extractors_for(config, "+".join(kinds))
     work = plan(config, extractors, files)
-    pending = {kind for row in work.todo for kind in row["kinds"].split(",")}
+    pending = {kind for row in work.todo for kind in kinds_of(row["kinds"])}
     for extractor in extractors:
         if extractor.name in pending:
             extractor.check()  # before Ray starts: a bad model handle costs no start-up

@@ -52,13 +52,24 @@ class StageReport:
                 f"{len(self.failed)} failed ({self.files} files, {self.unique} unique{where})")
 
 
+def todo_row(content_hash: str, relpath: str, kinds: Sequence[str]) -> dict[str, str]:
+    """One file of a pass. Ray Data columns hold plain values, so the kinds it lacks travel as
+    one comma-joined string, made here and read by ``kinds_of`` only."""
+    return {"content_hash": content_hash, "relpath": relpath, "kinds": ",".join(kinds)}
+
+
+def kinds_of(value: Any) -> list[str]:
+    """The kinds of a ``todo_row`` (or of a batch's ``kinds`` cell)."""
+    return [k for k in str(value).split(",") if k]
+
+
 @dataclass
 class Plan:
     """Which unique contents still need which kinds; built from one read of each store's keys."""
 
     extractors: list[Extractor]
     fsets: dict[str, FeatureSet]
-    todo: list[dict[str, str]]  # content_hash, relpath, kinds ("mfcc,vggish": the kinds it lacks)
+    todo: list[dict[str, str]]  # todo_row: content_hash, relpath and the kinds it lacks
     reports: dict[str, StageReport]
 
 
@@ -78,7 +89,7 @@ def plan(config: Config, extractors: Sequence[Extractor], files: list[dict[str, 
             reports[name].unique += 1
             reports[name].cached += name not in missing
         if missing:
-            todo.append({"content_hash": key, "relpath": record["relpath"], "kinds": ",".join(missing)})
+            todo.append(todo_row(key, record["relpath"], missing))
     return Plan(list(extractors), fsets, todo, reports)
 
 
@@ -150,7 +161,7 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
 
     raw = Layout.of(data_dir).raw if data_dir else None
     n = len(batch["content_hash"])
-    kinds = [str(k).split(",") for k in batch["kinds"]]
+    kinds = [kinds_of(k) for k in batch["kinds"]]
     status = {e.name: [""] * n for e in cpu}
     model_status = [""] * n
     waves = {rate: np.zeros((n, int(round(rate * duration_s))), np.float32) for rate in model_rates}
@@ -224,9 +235,9 @@ class ModelBatch:
         e, rate = self.extractor, self.extractor.sample_rate
         status = [""] * len(batch["content_hash"])
         rows = [i for i, (kinds, todo) in enumerate(zip(batch["kinds"], batch["model_status"]))
-                if e.name in str(kinds).split(",") and todo == TODO]
+                if e.name in kinds_of(kinds) and todo == TODO]
         for i, (kinds, first) in enumerate(zip(batch["kinds"], batch["model_status"])):
-            if e.name in str(kinds).split(",") and first != TODO:
+            if e.name in kinds_of(kinds) and first != TODO:
                 status[i] = str(first)  # the decode failed: same reason for this kind
         computed = self._compute(batch[f"samples:{rate}"], batch[f"n_valid:{rate}"], rows)
         results = Results(e.name, len(status), self.fset)
@@ -315,7 +326,7 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     from genreflow.stages.session import cluster_cpus, cluster_gpus, quiet_ray_data
 
     quiet_ray_data()
-    needed = {k for row in todo for k in row["kinds"].split(",")}
+    needed = {k for row in todo for k in kinds_of(row["kinds"])}
     cpu = [e for e in extractors if not e.uses_model and e.name in needed]
     models = [e for e in extractors if e.uses_model and e.name in needed]
     model_rates = sorted({e.sample_rate for e in models})

@@ -243,11 +243,11 @@ def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
 
 
 def _with_ray(files, keys, stored, bundle, features, config, emit) -> int:
-    from genreflow.stages.extract import OK, iter_pooled
+    from genreflow.stages.extract import OK, iter_pooled, todo_row
     from genreflow.stages.session import ray_session
 
-    kinds = ",".join(e.name for e in features.extractors)
-    todo = [{"content_hash": keys.get(f) or "", "relpath": f, "kinds": kinds} for f in files]
+    kinds = [e.name for e in features.extractors]
+    todo = [todo_row(keys.get(f) or "", f, kinds) for f in files]
     failed = 0
     with ray_session(config.address, config.n_workers):
         for batch in iter_pooled(config, features.extractors, todo):
