@@ -96,30 +96,48 @@ def measure(cmd: list[str], log_path: Path, cwd: Path, idle_wait: float = 0.0) -
     }
 
 
-def genreflow_stages(lines: list[tuple[float, str]]) -> tuple[dict[str, float], dict[str, dict[str, int]]]:
-    """Split a ``genreflow run`` wall time into stages from the time its headers were printed."""
-    marks: dict[str, float] = {}
+def genreflow_counts(lines: list[tuple[float, str]]) -> dict[str, dict[str, int]]:
+    """computed / cached / failed per kind, from the run's report lines."""
     counts: dict[str, dict[str, int]] = {}
-    for t, text in lines:
-        for key, header in (("index", "== index"), ("features", "== features"), ("train", "== train")):
-            if text.startswith(header):
-                marks.setdefault(key, t)
+    for _, text in lines:
         match = REPORT_LINE.match(text)
         if match:
-            marks[match.group(1)] = t
             counts[match.group(1)] = dict(zip(("computed", "cached", "failed"), map(int, match.groups()[1:])))
-    end = lines[-1][0] if lines else 0.0
-    stages = {}
-    if {"index", "features", "mfcc", "vggish", "train"} <= marks.keys():
-        stages = {
-            "startup_s": marks["index"],  # interpreter, imports, model check
-            "index_s": marks["features"] - marks["index"],  # discover, hash + full decode of every file, split
-            "ray_start_and_mfcc_s": marks["mfcc"] - marks["features"],
-            "vggish_s": marks["vggish"] - marks["mfcc"],
-            "ray_shutdown_s": marks["train"] - marks["vggish"],
-            "train_and_reports_s": end - marks["train"],
-        }
-    return {k: round(v, 3) for k, v in stages.items()}, counts
+    return counts
+
+
+def genreflow_stages(data_dir: Path) -> dict[str, float]:
+    """The run's own stage breakdown (processed/reports/run_timings.json, written by every
+    `genreflow run`): wall and CPU seconds and the cores' busy share per stage, and the seconds
+    Ray's workers spent in each step (decode, resample, each extractor, model load, shard writes)."""
+    path = data_dir / "processed" / "reports" / "run_timings.json"
+    if not path.is_file():
+        return {}
+    doc = json.loads(path.read_text())
+    flat = {}
+    for stage in doc["stages"]:
+        flat[f"{stage['name']} | wall s"] = stage["wall_s"]
+        flat[f"{stage['name']} | CPU s"] = stage["cpu_s"]
+        flat[f"{stage['name']} | busy %"] = round(100 * stage["busy"], 1)
+    flat.update({f"workers: {step} | s": seconds for step, seconds in doc["worker_s"].items()})
+    return flat
+
+
+def breakdown(summary: dict[str, Any]) -> str:
+    """The stage breakdown of each genreflow cold run (medians), as a table."""
+    from genreflow.core.tables import format_table
+
+    out = []
+    for key, entry in sorted(summary.items()):
+        stages = entry.get("stages_s")
+        if entry["kind"] != "cold" or not stages:
+            continue
+        names = list(dict.fromkeys(k.split(" | ")[0] for k in stages))
+        rows = [[name, stages.get(f"{name} | wall s", ""), stages.get(f"{name} | CPU s", stages.get(f"{name} | s", "")),
+                 f"{stages[f'{name} | busy %']:.0f} %" if f"{name} | busy %" in stages else ""] for name in names]
+        out.append(f"stage breakdown of {key} (medians; CPU s of the process tree, workers: seconds in each step)\n"
+                   + format_table(["stage", "wall s", "CPU s", "cores busy"], rows))
+    return "\n\n".join(out)
 
 
 def run_plain(ctx: dict[str, Any], tag: str, precision: str = "fp32") -> dict[str, Any]:
@@ -166,7 +184,7 @@ def run_genreflow(ctx: dict[str, Any], tag: str, workers: int) -> list[dict[str,
     rows = []
     for kind in ("cold", "warm"):
         row = measure(cmd, ctx["work"] / f"{kind}-w{workers}-{tag}.log", ctx["work"], ctx["idle_wait"])
-        stages, counts = genreflow_stages(row["lines"])
+        stages, counts = genreflow_stages(data_dir), genreflow_counts(row["lines"])
         vggish = counts.get("vggish", {})
         expect = {"computed": ctx["unique"], "cached": 0} if kind == "cold" else \
             {"computed": 0, "cached": ctx["unique"]}
@@ -347,7 +365,7 @@ def table(summary: dict[str, Any], n: int, audio_s: float, machine: dict[str, An
     if disturbed > 0.05:
         head += f"\nWARNING: other processes used {100 * disturbed:.0f}% of the CPUs during a run (median)"
     headers = ["run", "precision", "wall s", "clips/s", "audio-s/s", "peak RSS / PSS GiB", "CPU s/clip (busy)", "vs"]
-    return head + "\n" + format_table(headers, rows)
+    return head + "\n" + format_table(headers, rows) + "\n\n" + breakdown(summary)
 
 
 def markdown(block: dict[str, Any], machine: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from genreflow.data.splits import SplitConfig
 from genreflow.errors import ConfigError
 from genreflow.features import Extractor, parse_kinds, registered
 from genreflow.model.classifiers import CLASSIFIERS, default_params, params_from_mapping
+from genreflow.model.pooling import MIN_SEGMENT_S
 
 try:
     import tomllib
@@ -44,8 +45,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         parse_kinds(self.features, "train.features (--features)")
         check(self.classifier in CLASSIFIERS, "train.classifier", self.classifier, "one of " + ", ".join(CLASSIFIERS))
-        check(math.isfinite(self.segment_s) and 0 <= self.segment_s <= 600, "train.segment_s", self.segment_s,
-               "0 (whole clip) or a number of seconds in (0, 600]")
+        check(math.isfinite(self.segment_s) and (self.segment_s == 0 or MIN_SEGMENT_S <= self.segment_s <= 600),
+              "train.segment_s", self.segment_s, f"0 (whole clip) or a number of seconds in [{MIN_SEGMENT_S}, 600]")
 
     @property
     def params(self) -> Any:

@@ -60,7 +60,7 @@ def test_genreflow_toml_in_the_working_directory_is_found(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize(("toml", "message"), [
     ("wrkers = 2\n", "Unknown configuration key 'wrkers' (= 2): allowed keys are address, audio, batch_size, "
-                     "data_dir, evaluate, mfcc, musicnn, spectral, split, train, vggish, workers."),
+                     "data_dir, evaluate, mfcc, musicnn, run, spectral, split, train, vggish, workers."),
     ("[split]\nsed = 1\n", "Unknown configuration key 'split.sed' (= 1): allowed keys in [split] are seed, "
                            "val_fraction."),
     ("[split]\nseed = \"x\"\n", "split.seed='x' is invalid: must be an integer."),
@@ -117,7 +117,7 @@ def test_flags_are_validated_like_toml_values():
     (["--val-fraction", "0"], None, "error: split.val_fraction=0.0 is invalid: must be in the open range (0, 1).\n"),
     (["--workers", "-2"], None, "error: workers=-2 is invalid: must be an integer >= 1 (0 = all CPUs).\n"),
     ([], "colour = 1\n", "error: Unknown configuration key 'colour' (= 1): allowed keys are address, audio, "
-                         "batch_size, data_dir, evaluate, mfcc, musicnn, spectral, split, train, vggish, workers.\n"),
+                         "batch_size, data_dir, evaluate, mfcc, musicnn, run, spectral, split, train, vggish, workers.\n"),
     ([], "[audio]\nsample_rate = -1\n", "error: audio.sample_rate=-1 is invalid: must be an integer in [1000, 384000] (Hz), "
                                         "e.g. 22050.\n"),
 ])

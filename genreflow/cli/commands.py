@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import Any
 
 import click
 
 from genreflow.config import Config, extractors_for
+from genreflow.core.timing import Timings
 
 
 def run_index_command(config: Config) -> dict:
@@ -41,9 +43,10 @@ def run_index_command(config: Config) -> dict:
     return result
 
 
-def run_features_command(config: Config, kinds: list[str]) -> list:
+def run_features_command(config: Config, kinds: list[str], timings: Timings | None = None) -> list:
     """Compute every kind in ``kinds`` for the indexed files in one pass (one Ray session),
-    print the counts; exits non-zero (DataError) when every pending file failed."""
+    print the counts; exits non-zero (DataError) when every pending file failed. ``timings``
+    receives the Ray start, the pass, the shutdown and the workers' seconds per step."""
     import contextlib
 
     from genreflow.config import extractors_for
@@ -62,10 +65,18 @@ def run_features_command(config: Config, kinds: list[str]) -> list:
     # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds)
     from genreflow.core.console import Progress
 
-    with ray_session(config.address, config.n_workers) if work.todo else contextlib.nullcontext():
-        with Progress(len(work.todo), "features", "file") as progress:
+    timings = timings or Timings()
+    session = ray_session(config.address, config.n_workers) if work.todo else contextlib.nullcontext()
+    with timings.stage("Ray start"):
+        session.__enter__()
+    try:
+        with timings.stage("features pass"), Progress(len(work.todo), "features", "file") as progress:
             reports = execute(config, work, progress.update)
             progress.close(f"features: {len(work.todo):,} file(s) decoded for {', '.join(sorted(pending))}")
+    finally:
+        with timings.stage("Ray shutdown"):
+            session.__exit__(*sys.exc_info())
+    timings.worker_s.update(work.seconds)
     for report in reports:
         click.echo(report.line())
         for item in report.failed:
@@ -225,19 +236,36 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
     training runs later as its own job (jobs/train.py = `genreflow train`).
     """
+    import json
+
+    from genreflow.core.console import VERBOSITY
+    from genreflow.core.fs import atomic_write_text
+    from genreflow.core.layout import Layout
+    from genreflow.core.tables import format_table
     from genreflow.features import parse_kinds
 
+    timings = Timings()
+    timings.add_startup()
     kinds = parse_kinds(config.train.features)
-    for extractor in extractors_for(config, "+".join(kinds)):
-        extractor.check()  # fail before any work, never switch features silently
+    with timings.stage("model check"):
+        for extractor in extractors_for(config, "+".join(kinds)):
+            extractor.check()  # fail before any work, never switch features silently
     click.secho("== index", bold=True)
-    run_index_command(config)
+    with timings.stage("index (listing, hashing, probing)"):
+        run_index_command(config)
     click.secho("\n== features: " + ", ".join(kinds), bold=True)
-    reports = run_features_command(config, kinds)
-    if not train:
-        return {"features": reports, "metrics": None}
-    click.secho("\n== train + evaluate", bold=True)
-    metrics = run_train_command(config)
+    reports = run_features_command(config, kinds, timings)
+    metrics = None
+    if train:
+        click.secho("\n== train + evaluate", bold=True)
+        with timings.stage("train + evaluate + save"):
+            metrics = run_train_command(config)
+    target = Layout.of(config.data_dir).reports.join("run_timings.json")
+    atomic_write_text(target, json.dumps(timings.as_dict(), indent=2) + "\n")
+    if VERBOSITY.verbose:
+        click.echo("\n" + format_table(["stage", "wall s", "CPU s", "cores busy"], timings.rows()))
+        click.echo(f"(CPU s of the whole process tree on {timings.as_dict()['cores']} cores; workers: seconds "
+                   f"Ray's workers spent in each step, summed over workers; also in {target})")
     return {"features": reports, "metrics": metrics}
 
 

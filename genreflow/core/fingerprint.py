@@ -20,7 +20,7 @@ def fingerprint(name: str, version: int, params: Mapping[str, Any]) -> str:
 
 
 def is_fingerprint(text: str) -> bool:
-    return bool(_HEX.match(text))
+    return isinstance(text, str) and bool(_HEX.fullmatch(text))
 
 
 def shard_name(keys: list[str]) -> str:

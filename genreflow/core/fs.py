@@ -18,7 +18,15 @@ from typing import Any, BinaryIO, Iterator
 
 import pyarrow.fs as pafs
 
+from genreflow.errors import ConfigError
+
 CHUNK = 1 << 20
+SUPPORTED_SCHEMES = "local paths, file://, s3://, gs://, hdfs:// and installed fsspec schemes (memory://, abfs://...)"
+
+
+class UnsupportedURIError(ConfigError, ValueError):
+    """A URI whose scheme no filesystem here handles (``foo://``, ``S3://``). A ValueError too,
+    so a per-file ``except ValueError`` gives that one input an error row."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,53 @@ def locate(uri: str | os.PathLike) -> Location:
     except (ValueError, OSError):  # pyarrow.ArrowInvalid is a ValueError
         import fsspec  # schemes pyarrow lacks natively (memory://, abfs://, ...)
 
-        fs, path = fsspec.core.url_to_fs(text)
+        try:
+            fs, path = fsspec.core.url_to_fs(text)
+        except (ValueError, ImportError) as exc:
+            raise _unsupported(text, exc) from None
         return Location(pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path)
+
+
+def _unsupported(text: str, exc: BaseException) -> UnsupportedURIError:
+    scheme = text.split("://", 1)[0]
+    hint = f" (scheme names are lower case: {scheme.lower()}://)" if scheme != scheme.lower() else ""
+    if isinstance(exc, ImportError):
+        hint = f" ({str(exc).splitlines()[0][:200] if str(exc) else 'a package is missing'})"
+    return UnsupportedURIError(f"{redact_uri(text)}: the URI scheme {scheme[:40]!r} is not supported{hint}; "
+                               f"use {SUPPORTED_SCHEMES}.")
+
+
+_SECRET_QUERY_KEYS = ("secret", "password", "token", "key", "credential", "sig", "signature")
+
+
+def redact_uri(text: str) -> str:
+    """A path or URI as it may be shown: the ``user:secret@`` part of a URI and the values of
+    query options that look like credentials (``secret_key=``, ``session_token=``...) become
+    ``***``. Local paths come back unchanged."""
+    if "://" not in text:
+        return text
+    scheme, rest = text.split("://", 1)
+    authority, sep, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    rest = authority + sep + tail
+    path, qmark, query = rest.partition("?")
+    if qmark:
+        parts = []
+        for item in query.split("&"):
+            key, eq, _ = item.partition("=")
+            secret = eq and any(word in key.lower() for word in _SECRET_QUERY_KEYS)
+            parts.append(f"{key}=***" if secret else item)
+        rest = path + "?" + "&".join(parts)
+    return f"{scheme}://{rest}"
+
+
+def uri_prefix(uri: str) -> str:
+    """``scheme://[userinfo@]`` of a URI: what a listed object's path needs in front of it to be
+    opened with the same credentials (``s3://KEY:SECRET@bucket/inbox`` -> ``s3://KEY:SECRET@``)."""
+    scheme, rest = uri.split("://", 1)
+    authority = rest.partition("/")[0].partition("?")[0]
+    return f"{scheme}://" + (authority.rpartition("@")[0] + "@" if "@" in authority else "")
 
 
 def exists(loc: Location) -> bool:
@@ -109,11 +162,37 @@ def list_files(loc: Location, recursive: bool = True) -> list[Entry]:
     return [Entry(i.path, i.type == pafs.FileType.Directory) for i in infos]
 
 
+def walk(root: str, followlinks: bool = False) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` (top-down, depth first, unreadable folders skipped, callers may prune
+    ``dirnames``) with an explicit stack: on Python 3.10 and 3.11 ``os.walk`` recurses once per
+    level, so a tree ~1000 folders deep would end in RecursionError."""
+    stack = [root]
+    while stack:
+        top = stack.pop()
+        try:
+            with os.scandir(top) as listing:
+                found = list(listing)
+        except OSError:
+            continue
+        dirnames, filenames = [], []
+        for entry in found:
+            try:
+                is_folder = entry.is_dir()
+            except OSError:
+                is_folder = False
+            (dirnames if is_folder else filenames).append(entry.name)
+        yield top, dirnames, filenames
+        for name in reversed(dirnames):
+            path = os.path.join(top, name)
+            if followlinks or not os.path.islink(path):
+                stack.append(path)
+
+
 def _walk_once(root: str) -> Iterator[tuple[str, list[str], list[str]]]:
-    """``os.walk`` following symlinked folders but never entering the same folder twice (by
+    """``walk`` following symlinked folders but never entering the same folder twice (by
     device and inode), so a symlink loop cannot hang a walk. Callers may prune ``dirnames``."""
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: None):
+    for dirpath, dirnames, filenames in walk(root, followlinks=True):
         try:
             info = os.stat(dirpath)
         except OSError:  # vanished or became a loop since it was listed
@@ -215,9 +294,15 @@ def open_input(loc: Location) -> str | BinaryIO:
     return loc.path if loc.local else loc.fs.open_input_file(loc.path)
 
 
-def read_bytes(loc: Location) -> bytes:
+def read_bytes(loc: Location, limit: int | None = None) -> bytes:
+    """The whole file, or with ``limit`` at most ``limit + 1`` bytes (so a caller can tell a file
+    over its limit without reading all of it). Refuses a FIFO or device (OSError), which would
+    block or never end."""
+    reason = not_regular_reason(loc)
+    if reason:
+        raise OSError(f"{loc}: {reason}")
     with loc.fs.open_input_stream(loc.path) as handle:
-        return handle.read()
+        return handle.read() if limit is None else handle.read(limit + 1)
 
 
 def sha256_and_size(loc: Location) -> tuple[str, int]:
@@ -291,7 +376,7 @@ def remove_stale_temps_tree(loc: Location) -> int:
     if not loc.local or not os.path.isdir(loc.path):
         return 0
     removed = 0
-    for dirpath, _, _ in os.walk(loc.path, onerror=lambda e: None):
+    for dirpath, _, _ in walk(loc.path):
         removed += remove_stale_temps(Location(loc.fs, dirpath))
     return removed
 

@@ -2,7 +2,9 @@
 
 Rules for hostile trees (each left-out item is named in a warning or a reason): a genre folder
 (first level under raw/) may be a symlink to a folder anywhere, except the filesystem root, a
-folder that contains raw/ itself, or /proc, /sys, /dev, /run (refused with one warning). Below
+folder that contains raw/ itself, /proc, /sys, /dev, /run, or another genre folder (or a folder
+inside one: its files would be indexed under two genres and all become label conflicts), each
+refused with one warning naming the link. Below
 a genre folder, a symlinked sub-folder is followed only when its target lies inside raw/ or
 inside that genre folder's own target; a folder is never entered twice (loops), and a genre
 folder with more than ``MAX_GENRE_ENTRIES`` entries is left out with a warning. Symlinked files
@@ -17,7 +19,8 @@ from dataclasses import dataclass, field
 
 from genreflow.data.audio import EXTENSIONS
 from genreflow.errors import DataError
-from genreflow.core.fs import Entry, Location, is_dir, is_under, list_files, locate, walk_local_guarded
+from genreflow.core.fs import (Entry, Location, UnsupportedURIError, is_dir, is_under, list_files, locate, uri_prefix,
+                               walk_local_guarded)
 
 EXPECTED_LAYOUT = """Expected layout:
   {raw}/
@@ -68,6 +71,14 @@ def _genre_link_refusal(target: str, raw_real: str) -> str | None:
     return None
 
 
+def _other_genre(target: str, raw_real: str) -> str | None:
+    """The genre folder (first level under raw/, not hidden) that ``target`` lies in, if any."""
+    if not is_under(target, raw_real) or target == raw_real:
+        return None
+    first = target[len(raw_real.rstrip("/")) + 1:].split("/", 1)[0]
+    return None if first.startswith(".") else first
+
+
 def _list_raw(raw: Location, max_entries: int) -> tuple[list[Entry], list[str]]:
     """raw/'s entries under the symlink rule of the module docstring, and notes on what was left
     out. Remote filesystems have no symlinks: they are listed plainly."""
@@ -85,6 +96,12 @@ def _list_raw(raw: Location, max_entries: int) -> tuple[list[Entry], list[str]]:
             continue
         target = os.path.realpath(top)
         refusal = _genre_link_refusal(target, raw_real) if os.path.islink(top) else None
+        other = _other_genre(target, raw_real) if os.path.islink(top) else None
+        if refusal is None and other is not None:
+            notes.append(f"genre folder {_printable(top)} is a symbolic link into the genre folder {_printable(other)!r}: "
+                         f"not followed (its files would count twice, under two genres); they are indexed under "
+                         f"{_printable(other)!r} only.")
+            continue
         if refusal:
             notes.append(f"genre folder {_printable(top)} is a symbolic link to {_printable(target)} ({refusal}): "
                          "not followed. Link a folder that holds only this genre's audio.")
@@ -150,11 +167,16 @@ def list_audio(paths: list[str], max_entries: int = MAX_GENRE_ENTRIES) -> tuple[
     out: list[str] = []
     notes: list[str] = []
     for path in paths:
-        loc = locate(path)
+        try:
+            loc = locate(path)
+        except UnsupportedURIError:
+            out.append(path)  # reported for this input alone when it is read
+            continue
         if "://" in path and is_dir(loc):
-            scheme, query = path.split("://", 1)[0], path.partition("?")[2]
+            query = path.partition("?")[2]
             suffix = f"?{query}" if query else ""  # endpoint and options stay with every file
-            out.extend(sorted(f"{scheme}://{e.path}{suffix}" for e in list_files(loc)
+            prefix = uri_prefix(path)  # and so do credentials given as user:secret@ (shown redacted)
+            out.extend(sorted(f"{prefix}{e.path}{suffix}" for e in list_files(loc)
                               if not e.is_dir and _is_audio_name(e.path)
                               and not posixpath.basename(e.path).startswith(".")))
         elif "://" not in path and os.path.isdir(path):

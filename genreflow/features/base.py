@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from genreflow.core.sections import check
 from genreflow.data.audio import AudioConfig
 from genreflow.core.fingerprint import fingerprint
 from genreflow.store.kind import Kind
@@ -116,6 +117,17 @@ class HopExtractor(Extractor):
 
     Subclasses give their section a ``hop_length`` and implement ``frames_of``.
     """
+
+    MAX_STFT_BYTES = 2 << 30  # one clip's complex64 STFT: 2 GiB (30 s at 22.05 kHz, n_fft 2048, hop 512: 5 MB)
+
+    def __init__(self, section: Any, audio: AudioConfig) -> None:
+        super().__init__(section, audio)
+        frames = int(self.sample_rate * audio.duration_s) // section.hop_length + 1
+        stft = (section.n_fft // 2 + 1) * frames * 8
+        check(stft <= self.MAX_STFT_BYTES, f"{self.name}.hop_length", section.hop_length,
+              f"large enough that one clip's STFT fits in {self.MAX_STFT_BYTES >> 30} GiB (n_fft={section.n_fft}, "
+              f"{frames:,} frames of {audio.duration_s:g} s at {self.sample_rate} Hz need {stft / 2**30:.1f} GiB): "
+              "raise hop_length or lower n_fft or audio.duration_s")
 
     @property
     def frame_seconds(self) -> float:

@@ -99,3 +99,108 @@ def short_reason(exc: BaseException) -> str:
     if len(line) > 300:
         line = line[:297] + "..."
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+# --- What a SavedModel may do: pure tensor ops only -------------------------------------------
+# A SavedModel is code: its graph can read and write any file (ReadFile, WriteFile, SaveV2...),
+# run Python (PyFunc) or print. Before its first call, every op of every function the loader
+# or a call may run (the concrete functions named by its object graph, and all their callees)
+# must be in this allow-list of side-effect-free tensor ops. The list is generous with math
+# (VGGish's front end and network, the genreflow stand-in, Keras layers, control flow) and
+# holds nothing that touches files, the network, Python or the console.
+SAFE_OPS = frozenset("""
+Const Identity IdentityN NoOp Placeholder PlaceholderWithDefault StopGradient PreventGradient Snapshot
+EnsureShape CheckNumerics CheckNumericsV2 Assert ControlTrigger
+PartitionedCall StatefulPartitionedCall If StatelessIf While StatelessWhile Case StatelessCase
+Switch Merge Enter Exit NextIteration LoopCond RefSwitch RefMerge RefEnter RefExit RefNextIteration
+VarHandleOp ReadVariableOp VariableShape VarIsInitializedOp ResourceGather ResourceGatherNd
+AssignVariableOp AssignAddVariableOp AssignSubVariableOp DestroyResourceOp DisableCopyOnRead
+Variable VariableV2 Assign AssignAdd AssignSub IsVariableInitialized
+Shape ShapeN Size Rank Reshape Squeeze ExpandDims StridedSlice Slice Pack Unpack Concat ConcatV2 ConcatOffset
+Split SplitV Tile Pad PadV2 MirrorPad Transpose ConjugateTranspose Reverse ReverseV2 ReverseSequence
+Gather GatherV2 GatherNd ScatterNd TensorScatterUpdate TensorScatterAdd TensorScatterSub
+TensorScatterMax TensorScatterMin Fill ZerosLike OnesLike Range LinSpace Cast Bitcast BroadcastTo
+BroadcastArgs BroadcastGradientArgs Where Select SelectV2 OneHot Unique UniqueV2 InvertPermutation
+Empty MatrixDiag MatrixDiagV2 MatrixDiagV3 MatrixDiagPart MatrixDiagPartV2 MatrixDiagPartV3
+MatrixSetDiag MatrixSetDiagV2 MatrixSetDiagV3 MatrixBandPart Diag DiagPart SpaceToBatchND BatchToSpaceND
+SpaceToDepth DepthToSpace ExtractImagePatches Roll SearchSorted UpperBound LowerBound
+Add AddV2 AddN Sub Mul MulNoNan Div DivNoNan RealDiv FloorDiv FloorMod TruncateDiv TruncateMod Mod Neg
+Abs ComplexAbs Sqrt Rsqrt Square SquaredDifference Pow Exp Expm1 Log Log1p Sin Cos Tan Tanh Sigmoid
+Sign Floor Ceil Round Rint Maximum Minimum Reciprocal Inv Atan Atan2 Asin Acos Asinh Acosh Atanh Sinh
+Cosh Erf Erfc Erfinv Lgamma Digamma Xlogy Xdivy Xlog1py Greater GreaterEqual Less LessEqual Equal
+NotEqual ApproximateEqual LogicalAnd LogicalOr LogicalNot IsNan IsInf IsFinite ClipByValue
+Sum Mean Max Min Prod All Any ArgMax ArgMin Cumsum Cumprod CumulativeLogsumexp EuclideanNorm
+MatMul BatchMatMul BatchMatMulV2 BatchMatMulV3 Einsum SparseMatMul Cross TopKV2
+Complex Real Imag Conj Angle RFFT IRFFT RFFT2D IRFFT2D RFFT3D IRFFT3D FFT IFFT FFT2D IFFT2D FFT3D IFFT3D
+BiasAdd BiasAddV1 Conv Conv2D Conv3D DepthwiseConv2dNative Conv2DBackpropInput Conv3DBackpropInputV2
+MaxPool MaxPoolV2 MaxPool3D AvgPool AvgPool3D Relu Relu6 Elu Selu LeakyRelu Softplus Softsign Softmax
+LogSoftmax FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3 BatchNormWithGlobalNormalization LRN L2Loss
+_FusedConv2D _FusedMatMul _FusedBatchNormEx _MklMatMul _MklConv2D
+""".split())
+
+_TF2_ONLY = ("it is a TensorFlow 1 SavedModel (no object graph), whose start-up ops cannot be "
+             "checked; export it with TensorFlow 2 (tf.saved_model.save)")
+MAX_GRAPH_BYTES = 1 << 30  # saved_model.pb; the real VGGish's is a few MB (the weights are apart)
+
+
+def savedmodel_ops_problem(folder: str) -> str | None:
+    """Why the SavedModel in ``folder`` may not run here, or None when every op it can run is safe.
+
+    Walks the concrete functions named by the object graph (``__call__``, signatures, resource
+    initialisers, save/restore functions of custom objects: everything ``tf.saved_model.load``
+    or a call can run) and, recursively, every function they call (function-valued attributes
+    and ops named after a library function). The saver functions that only the graph's own
+    ``saver_def`` names (``SaveV2``, ``RestoreV2``) are never run by TensorFlow 2's loader,
+    which restores the variables itself, so they are not walked. A graph file that cannot be
+    read or parsed raises ValueError (the folder is damaged, not hostile).
+    """
+    tf_module()
+    from google.protobuf import message, text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    pb, pbtxt = os.path.join(folder, "saved_model.pb"), os.path.join(folder, "saved_model.pbtxt")
+    path = pb if os.path.isfile(pb) else pbtxt
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_GRAPH_BYTES:
+            raise ValueError(f"{os.path.basename(path)} is {size} bytes, over the {MAX_GRAPH_BYTES}-byte limit for a graph")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_GRAPH_BYTES + 1)
+        if path == pb:
+            proto.ParseFromString(data)
+        else:
+            text_format.Parse(data.decode("utf-8"), proto)
+    except (OSError, UnicodeDecodeError, message.DecodeError, text_format.ParseError, RecursionError) as exc:
+        raise ValueError(f"{os.path.basename(path)} cannot be read as a SavedModel ({short_reason(exc)})") from exc
+    if len(proto.meta_graphs) != 1 or not proto.meta_graphs[0].HasField("object_graph_def"):
+        return _TF2_ONLY
+    meta = proto.meta_graphs[0]
+    library = {f.signature.name: f for f in meta.graph_def.library.function}
+    objects = meta.object_graph_def
+    todo = list(objects.concrete_functions.keys())
+    for node in objects.nodes:
+        kind = node.WhichOneof("kind")
+        if kind == "function":
+            todo.extend(node.function.concrete_functions)
+        elif kind == "bare_concrete_function":
+            todo.append(node.bare_concrete_function.concrete_function_name)
+    seen: set[str] = set()
+    while todo:  # iterative: a deep call chain is no RecursionError
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in library:
+            return f"it names a function {name!r} that its graph does not define"
+        for node in library[name].node_def:
+            if node.op in library:
+                todo.append(node.op)
+            elif node.op not in SAFE_OPS:
+                return f"its function {name!r} runs the op {node.op!r} (node {node.name!r}), which is not a pure tensor op"
+            for value in node.attr.values():
+                if value.HasField("func"):
+                    todo.append(value.func.name)
+                if value.HasField("list"):
+                    todo.extend(f.name for f in value.list.func)
+    return None

@@ -51,7 +51,10 @@ def model_identity(handle: str) -> str:
     for name in ("saved_model.pb", "saved_model.pbtxt", "variables/variables.index"):
         part = path / name
         if part.is_file():
-            digest.update(name.encode() + b"\0" + part.read_bytes())
+            digest.update(name.encode() + b"\0")
+            with open(part, "rb") as fh:  # in chunks: a graph file may be larger than memory
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from genreflow.errors import ModelLoadError
 from genreflow.features.tf_runtime import (
     check_precision,
+    savedmodel_ops_problem,
     configure_tf_threads,
     set_precision,
     short_reason as _short_reason,
@@ -161,10 +162,30 @@ def load_model(handle: str, threads: int | None = None, precision: str = "fp32")
         raise _load_error(handle, _short_reason(exc)) from exc
     set_precision(precision)
     try:
-        return VggishModel(hub.load(target), precision)
-    except Exception as exc:  # offline, HTTP error, corrupt cache, bad SavedModel...
+        folder = hub.resolve(target) if _is_remote(handle) else target  # the cache entry of a URL
+    except Exception as exc:  # offline, HTTP error...
+        raise _load_error(handle, _short_reason(exc) + _cache_hint(handle)) from exc
+    check_ops(folder, handle)  # before tensorflow_hub loads (and could run) anything from it
+    try:
+        return VggishModel(hub.load(folder), precision)
+    except Exception as exc:  # corrupt cache, bad SavedModel...
         reason = _short_reason(exc) + (_cache_hint(handle) if _is_remote(handle) else "")
         raise _load_error(handle, reason) from exc
+
+
+def check_ops(folder: str, handle: str) -> None:
+    """Refuse a SavedModel that could do more than compute: every op its loader or a call can
+    run must be a pure tensor op (``tf_runtime.SAFE_OPS``), so a model folder, a TF Hub cache
+    entry or a URL never reads or writes files, runs Python or prints."""
+    try:
+        problem = savedmodel_ops_problem(str(folder))
+    except ValueError as exc:  # not a readable SavedModel: damaged, as hub.load would say
+        raise _load_error(handle, str(exc) + (_cache_hint(handle) if _is_remote(handle) else "")) from exc
+    if problem:
+        raise ModelLoadError(
+            f"Refusing the VGGish SavedModel at {folder}: {problem}; a feature model may only compute "
+            f"(delete that folder, or pass a trusted VGGish with --vggish-model PATH or {MODEL_ENV_VAR})"
+        )
 
 
 def expected_frames(n_samples: int) -> int:
@@ -296,17 +317,23 @@ def embed_batch(
 
 def check_handle(handle: str) -> str:
     """Fail fast, in the driver, before any actor starts: a local folder must be a SavedModel,
-    a URL must resolve (tensorflow_hub downloads it into TFHUB_CACHE_DIR once). Returns the
-    local folder the model was resolved to."""
+    a URL must resolve (tensorflow_hub downloads it into TFHUB_CACHE_DIR once), and the folder
+    either names must pass the op check (``check_ops``; this imports TensorFlow in the driver,
+    a few CPU-seconds, so a hostile model is refused with one line rather than by every actor).
+    Returns the local folder the model was resolved to."""
     if not _is_remote(handle):
-        return str(_check_local(handle))
-    cached = _cache_entry(handle)
-    if os.path.isdir(cached) and os.listdir(cached):  # tensorflow_hub's own test: no TF import (8 CPU-s)
-        return cached
-    try:
-        _tf()
-        import tensorflow_hub as hub
+        folder = str(_check_local(handle))
+    else:
+        cached = _cache_entry(handle)
+        if os.path.isdir(cached) and os.listdir(cached):  # tensorflow_hub's own test
+            folder = cached
+        else:
+            try:
+                _tf()
+                import tensorflow_hub as hub
 
-        return hub.resolve(handle)
-    except Exception as exc:
-        raise _load_error(handle, _short_reason(exc) + _cache_hint(handle)) from exc
+                folder = hub.resolve(handle)
+            except Exception as exc:
+                raise _load_error(handle, _short_reason(exc) + _cache_hint(handle)) from exc
+    check_ops(folder, handle)
+    return folder

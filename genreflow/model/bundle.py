@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genreflow import __version__
-from genreflow.core.fs import exists, locate
-from genreflow.errors import ModelLoadError
+from genreflow.errors import ConfigError, ModelLoadError
 from genreflow.features import Extractor
 from genreflow.model.classifiers import Params, describe
 from genreflow.model.modelfile import load_model_file, save_model_file
+from genreflow.model.pooling import check_segment_s
 from genreflow.model.training import Dataset
 
 MODEL_FORMAT = "genreflow-model/1"
@@ -52,6 +52,15 @@ class ModelBundle:
         if not ok or not hasattr(pipeline, "predict_proba"):
             raise ModelLoadError(f"{where} is not a usable genreflow model (its metadata is incomplete): "
                                  "retrain with `genreflow train`.")
+        names = [str(r["name"]) for r in meta["extractors"]]
+        if not names or len(set(names)) != len(names):
+            raise ModelLoadError(f"{where} is not a usable genreflow model (its recipe lists "
+                                 f"{'no feature kind' if not names else 'a feature kind twice'}): retrain with "
+                                 "`genreflow train`.")
+        try:
+            check_segment_s(meta.get("segment_s"))
+        except ConfigError as exc:
+            raise ModelLoadError(f"{where} is not a usable genreflow model ({exc})") from None
         return cls(pipeline, meta["genres"], meta["features"], meta["extractors"], meta.get("classifier", {}),
                    meta.get("versions", {}), meta.get("segment_s"))
 
@@ -90,9 +99,7 @@ def save_model(bundle: ModelBundle, path: Any) -> dict[str, Any]:
 
 
 def load_model_bundle(path: str, trust_pickle: bool = False) -> ModelBundle:
-    """Load a saved model (local path or URI), or say how to make one."""
-    if not exists(locate(path)):
-        raise ModelLoadError(f"No classifier at {path}: run `genreflow train` (or `genreflow run`) first, "
-                             "or pass --model FILE.")
+    """Load a saved model (local path or URI), or say how to make one (``load_model_file``
+    checks that it exists, is a regular file and is not too large)."""
     pipeline, meta = load_model_file(path, trust_pickle=trust_pickle)
     return ModelBundle.from_meta(pipeline, meta, path)

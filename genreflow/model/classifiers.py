@@ -27,14 +27,28 @@ def _positive_float(key: str, value: Any) -> None:
     check(_is_number(value) and math.isfinite(value) and value > 0, key, value, "a float in (0, inf)")
 
 
-def _int_at_least(key: str, value: Any, low: int) -> None:
+def _int_at_least(key: str, value: Any, low: int, high: int | None = None) -> None:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
     check(ok, key, value, f"an integer in [{low}, inf)")
+    if high is not None:
+        check(value <= high, key, value, f"an integer in [{low}, {high}] (larger values cannot finish on one machine)")
+
+
+# Upper bounds (documented in each section's docstring): sizes past them cannot finish on one
+# machine (mlp [100000, 100000] is a 74.5 GiB weight matrix; hgb 1e9 rounds never end).
+MAX_ITER = 100_000  # logreg and mlp solver iterations
+MAX_HIDDEN_UNITS = 4096  # per mlp layer (4096 x 4096 weights with Adam's moments: ~0.5 GiB)
+MAX_HIDDEN_LAYERS = 8
+MAX_HGB_ITER = 10_000  # boosting rounds
+MAX_LEAF_NODES = 4096
+MAX_CALIBRATION_FOLDS = 20
+SEED_MODULUS = 2**32  # scikit-learn's random_state must be below it: seeds are used modulo 2**32
 
 
 @dataclass(frozen=True)
 class LogregParams:
-    """Multinomial logistic regression (lbfgs): the fast, well-calibrated baseline."""
+    """Multinomial logistic regression (lbfgs): the fast, well-calibrated baseline.
+    ``max_iter`` <= 100000."""
 
     section: ClassVar[str] = "train.logreg"
     C: float = 1.0
@@ -42,12 +56,13 @@ class LogregParams:
 
     def __post_init__(self) -> None:
         _positive_float(f"{self.section}.C", self.C)
-        _int_at_least(f"{self.section}.max_iter", self.max_iter, 1)
+        _int_at_least(f"{self.section}.max_iter", self.max_iter, 1, MAX_ITER)
 
 
 @dataclass(frozen=True)
 class SvmParams:
-    """RBF SVM; gamma is 'scale' (1 / n_features after scaling), 'auto' or a positive float."""
+    """RBF SVM; gamma is 'scale' (1 / n_features after scaling), 'auto' or a positive float;
+    ``calibration_folds`` in [2, 20]."""
 
     section: ClassVar[str] = "train.svm"
     C: float = 10.0
@@ -59,13 +74,14 @@ class SvmParams:
         ok = self.gamma in ("scale", "auto") if isinstance(self.gamma, str) else \
             _is_number(self.gamma) and math.isfinite(self.gamma) and self.gamma > 0
         check(ok, f"{self.section}.gamma", self.gamma, "'scale', 'auto' or a float in (0, inf)")
-        _int_at_least(f"{self.section}.calibration_folds", self.calibration_folds, 2)
+        _int_at_least(f"{self.section}.calibration_folds", self.calibration_folds, 2, MAX_CALIBRATION_FOLDS)
 
 
 @dataclass(frozen=True)
 class MlpParams:
     """One or more ReLU layers trained with Adam; early stopping is off (it would hold out
-    random rows, i.e. segments of training clips, and so validate on near-copies)."""
+    random rows, i.e. segments of training clips, and so validate on near-copies).
+    ``hidden``: 1 to 8 layers of 1 to 4096 units; ``max_iter`` <= 100000."""
 
     section: ClassVar[str] = "train.mlp"
     hidden: tuple[int, ...] = (256,)
@@ -80,9 +96,11 @@ class MlpParams:
         ok = isinstance(self.hidden, tuple) and len(self.hidden) > 0 and all(
             isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden)
         check(ok, f"{self.section}.hidden", self.hidden, "a non-empty list of positive integers, e.g. [256, 128]")
+        check(len(self.hidden) <= MAX_HIDDEN_LAYERS and max(self.hidden) <= MAX_HIDDEN_UNITS, f"{self.section}.hidden",
+              self.hidden, f"a list of 1 to {MAX_HIDDEN_LAYERS} integers in [1, {MAX_HIDDEN_UNITS}], e.g. [256, 128]")
         check(_is_number(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0,
                f"{self.section}.alpha", self.alpha, "a float in [0, inf)")
-        _int_at_least(f"{self.section}.max_iter", self.max_iter, 1)
+        _int_at_least(f"{self.section}.max_iter", self.max_iter, 1, MAX_ITER)
         _positive_float(f"{self.section}.learning_rate_init", self.learning_rate_init)
         check(isinstance(self.early_stopping, bool), f"{self.section}.early_stopping", self.early_stopping,
                "true or false")
@@ -90,7 +108,8 @@ class MlpParams:
 
 @dataclass(frozen=True)
 class HgbParams:
-    """Histogram gradient boosting; early stopping is off for the same reason as the MLP's."""
+    """Histogram gradient boosting; early stopping is off for the same reason as the MLP's.
+    ``max_iter`` <= 10000 rounds, ``max_leaf_nodes`` in [2, 4096]."""
 
     section: ClassVar[str] = "train.hgb"
     learning_rate: float = 0.1
@@ -99,8 +118,8 @@ class HgbParams:
 
     def __post_init__(self) -> None:
         _positive_float(f"{self.section}.learning_rate", self.learning_rate)
-        _int_at_least(f"{self.section}.max_iter", self.max_iter, 1)
-        _int_at_least(f"{self.section}.max_leaf_nodes", self.max_leaf_nodes, 2)
+        _int_at_least(f"{self.section}.max_iter", self.max_iter, 1, MAX_HGB_ITER)
+        _int_at_least(f"{self.section}.max_leaf_nodes", self.max_leaf_nodes, 2, MAX_LEAF_NODES)
 
 
 Params = LogregParams | SvmParams | MlpParams | HgbParams
@@ -204,7 +223,8 @@ def build_pipeline(name: str, params: Params | None = None, seed: int = 0):
     """Unfitted Pipeline([('scale', StandardScaler()), ('model', estimator)]).
 
     ``seed`` fixes every random choice inside (MLP initialisation, HGB binning), so two fits
-    on the same rows give the same model.
+    on the same rows give the same model. Any seed >= 0 works: scikit-learn takes seeds below
+    2**32, so ``seed % 2**32`` is used (as ``tune`` does).
     """
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -213,15 +233,17 @@ def build_pipeline(name: str, params: Params | None = None, seed: int = 0):
     params = entry.params() if params is None else params
     if not isinstance(params, entry.params):
         raise ConfigError(f"build_pipeline({name!r}) needs {entry.params.__name__}, got {type(params).__name__}.")
-    return Pipeline([("scale", StandardScaler()), ("model", entry.build(params, int(seed)))])
+    return Pipeline([("scale", StandardScaler()), ("model", entry.build(params, int(seed) % SEED_MODULUS))])
 
 
-def fit_pipeline(name: str, params: Params | None, X: np.ndarray, y: np.ndarray, seed: int = 0):
+def fit_pipeline(name: str, params: Params | None, X: np.ndarray, y: np.ndarray, seed: int = 0,
+                 genres: list[str] | None = None):
     """Build and fit; the way to train (cross_validate and `train` both use it).
 
     X [shape=(n_rows, n_features)], y [shape=(n_rows,)] integer labels. The svm's calibration
     uses as many folds as the rarest genre allows (2 to ``calibration_folds``), because
-    scikit-learn refuses a class with fewer rows than folds.
+    scikit-learn refuses a class with fewer rows than folds. ``genres`` (label -> name) lets
+    that message name the genre.
     """
     y = np.asarray(y)
     classes, counts = np.unique(y, return_counts=True)
@@ -232,9 +254,11 @@ def fit_pipeline(name: str, params: Params | None, X: np.ndarray, y: np.ndarray,
     if name == "svm":
         folds = int(min(pipeline.named_steps["model"].cv, counts.min()))
         if folds < 2:
+            label = int(classes[int(np.argmin(counts))])
+            who = f"genre {genres[label]!r}" if genres is not None and 0 <= label < len(genres) else f"label {label}"
             raise DataError(f"The svm classifier needs at least 2 training rows per genre to calibrate its "
-                            f"probabilities; label {classes[int(np.argmin(counts))]} has 1: add files, use fewer "
-                            "folds, or another classifier.")
+                            f"probabilities; {who} has 1: add files of that genre, or use another "
+                            "classifier (--classifier logreg).")
         pipeline.set_params(model__cv=folds)
     return pipeline.fit(X, y)
 
@@ -270,9 +294,9 @@ def tune(name: str, params: Params | None, X: np.ndarray, y: np.ndarray, groups:
     if n_groups < inner_folds:
         raise DataError(f"Tuning needs at least inner_folds={inner_folds} groups of training rows, got {n_groups}.")
     if groups is not None:
-        splitter = StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed % 2**32)
+        splitter = StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed % SEED_MODULUS)
     else:
-        splitter = StratifiedKFold(n_splits=inner_folds, shuffle=True, random_state=seed % 2**32)
+        splitter = StratifiedKFold(n_splits=inner_folds, shuffle=True, random_state=seed % SEED_MODULUS)
     pipeline = _tuning_pipeline(name, params, seed)
     grid = {f"model__{key}": list(values) for key, values in entry.grid.items()}
     search = GridSearchCV(pipeline, grid, scoring=scoring, cv=splitter, refit=False, n_jobs=n_jobs,

@@ -14,7 +14,9 @@ import csv
 import hashlib
 import io
 import math
+import multiprocessing
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -60,6 +62,8 @@ def make_groups(relpaths: Sequence[str], content_hashes: Sequence[str],
             example = next(iter(user_groups))
             raise ConfigError(f"None of the {len(user_groups)} relpaths in the groups file is an indexed file "
                               f"(e.g. {example!r}); write them relative to raw/, like {relpaths[0]!r}.")
+        if isinstance(user_groups, GroupTable):
+            check_group_coverage(user_groups, relpaths)
         for i, group in named:
             join(("user", group), i)
     roots = [find(i) for i in range(len(relpaths))]
@@ -69,12 +73,53 @@ def make_groups(relpaths: Sequence[str], content_hashes: Sequence[str],
     return np.array([name[root] for root in roots], dtype=object)
 
 
-def group_pattern(relpaths: Sequence[str], regex: str) -> dict[str, str]:
+class GroupTable(dict):
+    """relpath -> group read from a ``--groups`` CSV; ``source`` names the file."""
+    source: str = ""
+
+
+class GroupsWarning(UserWarning):
+    """A groups CSV leaves some rows or indexed files unmatched (counts in the message)."""
+
+
+MIN_GROUP_CSV_MATCH = 0.5  # below this share of a CSV's rows naming indexed files, it is refused
+
+
+def check_group_coverage(table: GroupTable, relpaths: Sequence[str]) -> None:
+    """Under half of a groups CSV's rows naming indexed files (relpaths written another way, so
+    the grouping would silently not happen) is a ConfigError; a smaller gap one GroupsWarning."""
+    indexed = set(relpaths)
+    matched = sum(1 for rel in table if rel in indexed)
+    ungrouped = sum(1 for rel in indexed if rel not in table)
+    unmatched = len(table) - matched
+    if matched < MIN_GROUP_CSV_MATCH * len(table):
+        example = next(rel for rel in table if rel not in indexed)
+        raise ConfigError(f"{table.source}: only {matched} of its {len(table)} rows name an indexed file (e.g. "
+                          f"{example!r} is not one); write relpaths relative to raw/, like {relpaths[0]!r}.")
+    if unmatched or ungrouped:
+        warnings.warn(f"{table.source}: {matched} of {len(table)} rows name an indexed file ({unmatched} do not); "
+                      f"{ungrouped} of {len(indexed)} indexed files are in no row and are grouped by content only.",
+                      GroupsWarning, stacklevel=3)
+
+
+def _search_all(regex: str, relpaths: list[str]) -> dict[str, str]:
+    matches = ((rel, re.search(regex, rel)) for rel in relpaths)
+    return {rel: m.group(1) for rel, m in matches if m and m.group(1)}
+
+
+def pattern_seconds(n_paths: int) -> float:
+    """Time allowed to match a --group-pattern: 10 s plus 1 ms per file (sane patterns need µs)."""
+    return 10.0 + n_paths / 1000
+
+
+def group_pattern(relpaths: Sequence[str], regex: str, seconds: float | None = None) -> dict[str, str]:
     """relpath -> group: the first capture group of ``re.search(regex, relpath)``.
 
     A file the pattern does not match (or whose group captures nothing) is left out, i.e.
     forms its own group in ``make_groups``. E.g. '^[^/]+/([^_]+)_' groups 'rock/acdc_01.wav'
-    under 'acdc'.
+    under 'acdc'. Python's ``re`` has no timeout and a pattern such as ``(a+)+$`` backtracks
+    for hours, so the matching runs in a separate process stopped after ``seconds``
+    (``pattern_seconds`` by default): a ConfigError then names the pattern.
     """
     try:
         pattern = re.compile(regex)
@@ -83,11 +128,15 @@ def group_pattern(relpaths: Sequence[str], regex: str) -> dict[str, str]:
     if pattern.groups < 1:
         raise ConfigError(f"evaluate.group_pattern={regex!r} is invalid: it needs a capture group around the part "
                           "of the relpath that names the group, e.g. '^[^/]+/([^_]+)_'.")
-    out = {}
-    for rel in relpaths:
-        match = pattern.search(rel)
-        if match and match.group(1):
-            out[rel] = match.group(1)
+    budget = pattern_seconds(len(relpaths)) if seconds is None else seconds
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # spawn: no fork of a threaded driver
+        pending = pool.apply_async(_search_all, (regex, list(relpaths)))
+        try:
+            out = pending.get(timeout=budget)
+        except multiprocessing.TimeoutError:
+            raise ConfigError(f"evaluate.group_pattern={regex!r} did not finish matching {len(relpaths)} relpaths in "
+                              f"{budget:.0f} s (nested quantifiers such as (a+)+ backtrack exponentially): write it "
+                              "without a repeat inside a repeat, e.g. '^[^/]+/([^_]+)_'.") from None
     if relpaths and not out:
         raise ConfigError(f"evaluate.group_pattern={regex!r} matches none of the {len(relpaths)} files "
                           f"(e.g. {relpaths[0]!r}); it is searched in each relpath under raw/.")
@@ -97,7 +146,9 @@ def group_pattern(relpaths: Sequence[str], regex: str) -> dict[str, str]:
 def read_group_csv(path: str | Path) -> dict[str, str]:
     """relpath -> group from a CSV with a header naming ``relpath`` and ``group`` (any order).
 
-    Blank lines are skipped; a relpath listed twice must name the same group.
+    Blank lines are skipped; a relpath listed twice must name the same group; a leading ``./``
+    is dropped. ``make_groups`` refuses a table whose rows mostly name no indexed file
+    (``check_group_coverage``).
     """
     path = Path(path)
     try:
@@ -107,7 +158,8 @@ def read_group_csv(path: str | Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read as a UTF-8 CSV file ({exc}).") from None
     reader = csv.reader(io.StringIO(text))
-    out: dict[str, str] = {}
+    out = GroupTable()
+    out.source = str(path)
     line_of: dict[str, int] = {}
     try:
         header = next(reader, None)
@@ -124,6 +176,8 @@ def read_group_csv(path: str | Path) -> dict[str, str]:
                 raise ConfigError(f"{path} line {line}: expected {len(columns)} fields ({','.join(header)}), "
                                   f"got {len(row)}: {','.join(row)!r}.")
             rel, group = row[at_rel].strip(), row[at_group].strip()
+            while rel.startswith("./"):  # as `find .` prints them
+                rel = rel[2:]
             if not rel or not group:
                 raise ConfigError(f"{path} line {line}: empty relpath or group in {','.join(row)!r}.")
             if out.get(rel, group) != group:
@@ -273,7 +327,7 @@ def cross_validate(X: np.ndarray, y: np.ndarray, clip_ids: np.ndarray, folds_per
                                                  seed=seed, inner_folds=inner_folds)
                 tuned.append({"repeat": r, "fold": k, "inner_score": score,
                               **describe(classifier, fold_params)})
-            model = fit_pipeline(classifier, fold_params, X[train], row_y[train], seed)
+            model = fit_pipeline(classifier, fold_params, X[train], row_y[train], seed, genres=list(genres))
             clips, proba = clip_proba(model, X[test], clip_ids[test], n_genres)
             oof[r, clips] = proba
             truth, pred = y[clips], np.argmax(proba, axis=1)

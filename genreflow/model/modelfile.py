@@ -20,8 +20,8 @@ import warnings
 import zipfile
 from typing import Any
 
-from genreflow.errors import ModelLoadError
-from genreflow.core.fs import Location, atomic_write_bytes, exists, locate, read_bytes
+from genreflow.errors import ConfigError, ModelLoadError
+from genreflow.core.fs import Location, atomic_write_bytes, locate, not_regular_reason, read_bytes
 
 FORMAT = "genreflow-model"
 FORMAT_VERSION = 1
@@ -67,6 +67,12 @@ SKOPS_TRUSTED = sorted({
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
 })
+# Size limits, checked before anything is read or inflated: the file, and the uncompressed size each
+# zip member declares (zipfile never inflates past the declared size). genreflow's own models are
+# far below them (a 100-genre hgb model is ~10 MB).
+MAX_MODEL_BYTES = 2 << 30
+MAX_MEMBER_BYTES = {MARKER: 64 << 10, META: 16 << 20, PIPELINE: MAX_MODEL_BYTES}
+MAX_SKOPS_SCHEMA_BYTES = 256 << 20
 # a pickle (protocol 2+), or joblib's zlib, gzip, bz2, xz, lzma and lz4 wrappings of one
 _PICKLE_STARTS = (b"\x80", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda", b"\x1f\x8b", b"BZh", b"\xfd7zXZ",
                   b"]\x00\x00", b'\x04"M\x18')
@@ -97,20 +103,59 @@ def load_model_file(path_or_uri: str, trust_pickle: bool = False) -> tuple[Any, 
     An old joblib/pickle model (genreflow before this format) is loaded only with ``trust_pickle=True`` (with a
     PickleModelWarning), since unpickling a hostile file runs its code.
     """
-    loc = locate(path_or_uri)
-    if not exists(loc):
-        raise ModelLoadError(f"No classifier at {path_or_uri}: run `genreflow train` (or `genreflow run`) first, "
-                             "or pass --model FILE.")
-    data = read_bytes(loc)
+    data = _read_model_bytes(path_or_uri)
     if data.startswith(b"PK\x03\x04"):
         pipeline, meta = _load_zip(path_or_uri, data)
     elif data.startswith(_PICKLE_STARTS):
         pipeline, meta = _load_pickle(path_or_uri, data, trust_pickle)
-    else:
-        raise ModelLoadError(f"{path_or_uri} is not a genreflow model file (neither a zip nor a pickle; "
-                             "it starts with bytes " + repr(data[:8]) + ").")
+    else:  # never quote the bytes: the file may be private (--model /etc/shadow)
+        raise ModelLoadError(f"{path_or_uri} is not a genreflow model file (neither a zip nor a pickle): "
+                             "pass the classifier_model.zip written by `genreflow train`.")
     _check_meta(path_or_uri, pipeline, meta)
     return pipeline, meta
+
+
+def _read_model_bytes(name: str) -> bytes:
+    """The model file's bytes, read only when it is a regular file (a FIFO would block for ever,
+    /dev/zero never end) of at most MAX_MODEL_BYTES. Every problem is one ModelLoadError (exit 3)."""
+    import pyarrow.fs as pafs
+
+    try:
+        loc = locate(name)
+        info = loc.fs.get_file_info(loc.path)
+    except ConfigError as exc:  # an unknown URI scheme
+        raise ModelLoadError(str(exc)) from None
+    except OSError as exc:
+        raise ModelLoadError(f"Cannot reach the classifier at {name} ({exc}): check the path or URI.") from None
+    if info.type == pafs.FileType.NotFound:
+        raise ModelLoadError(f"No classifier at {name}: run `genreflow train` (or `genreflow run`) first, "
+                             "or pass --model FILE.")
+    if info.type == pafs.FileType.Directory:
+        raise ModelLoadError(f"{name} is a folder, not a model file: pass the classifier_model.zip inside it.")
+    reason = not_regular_reason(loc)
+    if reason:
+        raise ModelLoadError(f"{name} is {reason.removeprefix('not a regular file (').rstrip(')')}, not a model "
+                             "file: pass the classifier_model.zip written by `genreflow train`.")
+    if info.size is not None and info.size > MAX_MODEL_BYTES:
+        raise ModelLoadError(f"{name} is {info.size} bytes, over the {MAX_MODEL_BYTES}-byte limit for a model file: "
+                             "not a genreflow model.")
+    try:
+        data = read_bytes(loc, limit=MAX_MODEL_BYTES)
+    except OSError as exc:
+        raise ModelLoadError(f"Cannot read the classifier at {name} ({exc.strerror or exc}).") from None
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelLoadError(f"{name} is over the {MAX_MODEL_BYTES}-byte limit for a model file: not a genreflow "
+                             "model.")
+    return data
+
+
+def _checked_read(archive: zipfile.ZipFile, member: str, limit: int, name: str) -> bytes:
+    """One zip member, refused when it declares more than ``limit`` bytes (a zip bomb)."""
+    size = archive.getinfo(member).file_size
+    if size > limit:
+        raise ModelLoadError(f"{name} is not a usable genreflow model: its {member} would inflate to {size} bytes, "
+                             f"over the {limit}-byte limit (a zip bomb?).")
+    return archive.read(member)
 
 
 def _load_zip(name: str, data: bytes) -> tuple[Any, dict[str, Any]]:
@@ -120,7 +165,7 @@ def _load_zip(name: str, data: bytes) -> tuple[Any, dict[str, Any]]:
             names = set(archive.namelist())
             if MARKER not in names:
                 raise ModelLoadError(f"{name} is not a genreflow model file (a zip archive without {MARKER}).")
-            marker = json.loads(archive.read(MARKER))
+            marker = json.loads(_checked_read(archive, MARKER, MAX_MEMBER_BYTES[MARKER], name))
             if not isinstance(marker, dict) or marker.get("format") != FORMAT:
                 raise ModelLoadError(f"{name} is not a genreflow model file (its {MARKER} names another format).")
             if marker.get("version") != FORMAT_VERSION:
@@ -131,10 +176,11 @@ def _load_zip(name: str, data: bytes) -> tuple[Any, dict[str, Any]]:
             if missing:
                 raise ModelLoadError(f"{name} is a damaged genreflow model (no {', '.join(missing)} inside): retrain "
                                      "with `genreflow train`.")
-            meta = json.loads(archive.read(META))
-            blob = archive.read(PIPELINE)
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError) as exc:
-        raise ModelLoadError(f"{name} is a damaged genreflow model file ({type(exc).__name__}: {exc}): retrain "
+            meta = json.loads(_checked_read(archive, META, MAX_MEMBER_BYTES[META], name))
+            blob = _checked_read(archive, PIPELINE, MAX_MEMBER_BYTES[PIPELINE], name)
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, RecursionError, MemoryError) as exc:
+        raise ModelLoadError(f"{name} is a damaged genreflow model file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): retrain "
                              "with `genreflow train`.") from None
     return _skops_loads(name, blob), meta
 
@@ -157,10 +203,14 @@ def _skops_loads(name: str, blob: bytes) -> Any:
 
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as inner:
-            schema = json.loads(inner.read("schema.json"))
+            inflated = sum(info.file_size for info in inner.infolist())
+            if inflated > MAX_MODEL_BYTES:
+                raise ModelLoadError(f"{name} is not a usable genreflow model: its pipeline would inflate to "
+                                     f"{inflated} bytes, over the {MAX_MODEL_BYTES}-byte limit (a zip bomb?).")
+            schema = json.loads(_checked_read(inner, "schema.json", MAX_SKOPS_SCHEMA_BYTES, name))
         foreign = sorted(_schema_types(schema, set()) - MODEL_TYPES)
         foreign += sorted(set(sio.get_untrusted_types(data=blob)) - set(SKOPS_TRUSTED) - set(foreign))
-    except (zipfile.BadZipFile, ValueError, KeyError, TypeError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, KeyError, TypeError, EOFError, RecursionError, MemoryError) as exc:
         raise ModelLoadError(f"{name} is a damaged genreflow model file (its pipeline cannot be read: "
                              f"{type(exc).__name__}: {exc}): retrain with `genreflow train`.") from None
     if foreign:
@@ -202,6 +252,8 @@ def _check_meta(name: str, pipeline: Any, meta: Any) -> None:
         problem = f"its metadata lacks {', '.join(missing)}"
     elif not isinstance(meta["genres"], list) or not all(isinstance(g, str) for g in meta["genres"]):
         problem = "'genres' is not a list of names"
+    elif len(set(meta["genres"])) != len(meta["genres"]):
+        problem = "'genres' names a genre twice"
     elif not isinstance(meta["fingerprints"], dict):
         problem = "'fingerprints' is not a mapping of feature kind to fingerprint"
     elif not hasattr(pipeline, "predict"):

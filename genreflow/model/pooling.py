@@ -69,13 +69,17 @@ class KindFrames:
     frame_seconds: float  # seconds per frame hop: MFCC hop_length / sr, VGGish 0.96
 
 
+MIN_SEGMENT_S = 0.01  # 10 ms, under one MFCC frame (~23 ms): shorter windows only multiply the rows
+MAX_SEGMENTS_PER_CLIP = 150_000  # e.g. one hour (the longest audio.duration_s) in 0.05 s windows: 144,000
+
+
 def check_segment_s(segment_s: float | None) -> None:
-    """None (whole clip) or a positive, finite number of seconds."""
+    """None (whole clip) or a finite number of seconds >= MIN_SEGMENT_S."""
     if segment_s is None:
         return
     if isinstance(segment_s, (bool, np.bool_)) or not isinstance(segment_s, (int, float, np.integer, np.floating)) \
-            or not (math.isfinite(segment_s) and segment_s > 0):
-        raise ConfigError(f"segment_s={segment_s!r} is invalid: must be a float in (0, inf) seconds "
+            or not (math.isfinite(segment_s) and segment_s >= MIN_SEGMENT_S):
+        raise ConfigError(f"segment_s={segment_s!r} is invalid: must be a float in [{MIN_SEGMENT_S}, inf) seconds "
                           "(or unset for whole-clip pooling).")
 
 
@@ -96,6 +100,9 @@ def segment_times(valid_seconds: float, segment_s: float | None) -> list[tuple[f
         return [(0.0, float(valid_seconds))]
     hop = segment_s / 2
     n_regular = int(math.floor((valid_seconds - segment_s) / hop + _EPS)) + 1
+    if n_regular >= MAX_SEGMENTS_PER_CLIP:
+        raise ConfigError(f"segment_s={segment_s!r} cuts {valid_seconds:g} s of audio into {n_regular + 1} windows, "
+                          f"over the {MAX_SEGMENTS_PER_CLIP} per clip allowed: use a larger --segment-s.")
     times = [(i * hop, i * hop + segment_s) for i in range(n_regular)]
     if valid_seconds - times[-1][1] > _EPS:
         times.append((valid_seconds - segment_s, float(valid_seconds)))
@@ -221,12 +228,15 @@ def pooled_vectors(fset: FeatureSet, wanted: set[str] | None = None,
 
 
 def valid_frames_by_key(fset: FeatureSet, wanted: set[str] | None = None) -> dict[str, int]:
-    """content_hash -> valid frames (reads two small columns only)."""
+    """content_hash -> valid frames, clamped to [1, n_frames] as every pooler does (reads three
+    small columns only), so a damaged count cannot make a clip's windows outrun its frames."""
+    frames_col = fset.kind.shape_columns[fset.kind.time_axis]
     out: dict[str, int] = {}
-    for batch in iter_batches(fset, ["valid_frames"]):
-        for key, valid in zip(batch.column("content_hash").to_pylist(), batch.column("valid_frames").to_pylist()):
+    for batch in iter_batches(fset, ["valid_frames", frames_col]):
+        for key, valid, n in zip(batch.column("content_hash").to_pylist(), batch.column("valid_frames").to_pylist(),
+                                 batch.column(frames_col).to_pylist()):
             if wanted is None or key in wanted:
-                out[key] = int(valid)
+                out[key] = _clip_valid(valid, n)
     return out
 
 

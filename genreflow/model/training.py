@@ -126,4 +126,4 @@ def fit(data: Dataset, classifier: str, params: Params, *, seed: int, tune_param
     if tune_params:
         groups = make_groups(data.relpaths, data.content_hashes)[data.clip_ids[rows]]
         params, _ = tune(classifier, params, X, y, groups=groups, seed=seed, inner_folds=inner_folds)
-    return fit_pipeline(classifier, params, X, y, seed=seed), params
+    return fit_pipeline(classifier, params, X, y, seed=seed, genres=data.genres), params

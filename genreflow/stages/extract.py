@@ -9,7 +9,9 @@ many clips run. Ray appears in this module alone; the maths it calls are plain f
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 import warnings
 import re
 from dataclasses import dataclass, field
@@ -71,6 +73,7 @@ class Plan:
     fsets: dict[str, FeatureSet]
     todo: list[dict[str, str]]  # todo_row: content_hash, relpath and the kinds it lacks
     reports: dict[str, StageReport]
+    seconds: dict[str, float] = field(default_factory=dict)  # worker seconds per step of the pass
 
 
 def plan(config: Config, extractors: Sequence[Extractor], files: list[dict[str, Any]]) -> Plan:
@@ -168,13 +171,15 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
     n_valid = {rate: np.zeros(n, np.int64) for rate in model_rates}
     results = {e.name: Results(e.name, n, cpu_sets[e.name] if cpu_sets is not None else None) for e in cpu}
     cpu_names = {e.name for e in cpu}
+    spent: dict[str, float] = {}  # worker seconds per step, returned with the batch (run --verbose)
     for i, (key, rel) in enumerate(zip(batch["content_hash"], batch["relpath"])):
         wanted_cpu = [e for e in cpu if e.name in kinds[i]]
         wants_model = any(k not in cpu_names for k in kinds[i])
         try:
             loc = raw.join(str(rel)) if raw is not None else locate(str(rel))
-            decoded = read_and_decode(loc, duration_s=duration_s, expected_hash=str(key) if key else None,
-                                      need_hash=cpu_sets is not None)  # prediction stores nothing
+            with _timed(spent, "read + decode"):
+                decoded = read_and_decode(loc, duration_s=duration_s, expected_hash=str(key) if key else None,
+                                          need_hash=cpu_sets is not None)  # prediction stores nothing
         except Exception as exc:  # never let one file sink the batch
             reason = str(exc) if isinstance(exc, AudioDecodeError) else \
                 f"unexpected error while decoding: {type(exc).__name__}: {exc}"
@@ -186,13 +191,15 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
 
         def at(rate: int):
             if rate not in prepared:
-                prepared[rate] = decoded.at(rate, duration_s)
+                with _timed(spent, "resample"):
+                    prepared[rate] = decoded.at(rate, duration_s)
             return prepared[rate]
 
         for e in wanted_cpu:
             wave = at(e.sample_rate)
             try:
-                array, valid = e.compute(None, wave.samples, wave.n_valid)
+                with _timed(spent, e.name):
+                    array, valid = e.compute(None, wave.samples, wave.n_valid)
                 results[e.name].add(i, decoded.content_hash, array, valid)
                 status[e.name][i] = OK
             except Exception as exc:
@@ -205,8 +212,10 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
     out = {"content_hash": batch["content_hash"], "relpath": batch["relpath"], "kinds": batch["kinds"],
            "model_status": np.array(model_status, dtype=object)}
     for e in cpu:
-        results[e.name].finish(e.kind, out)
+        with _timed(spent, "shard writes"):
+            results[e.name].finish(e.kind, out)
     out.update({f"status:{name}": np.array(values, dtype=object) for name, values in status.items()})
+    out.update(_time_columns(spent, n))
     if model_rates:
         out.update({f"samples:{rate}": waves[rate] for rate in model_rates})
         out.update({f"n_valid:{rate}": n_valid[rate] for rate in model_rates})
@@ -228,8 +237,10 @@ class ModelBatch:
         self.device = "GPU " + ",".join(str(i) for i in gpu_ids) if gpu_ids else "CPU"
         # TensorFlow's C++ side prints device notes (cuInit on a machine without a GPU) when the
         # model first runs: hidden unless --verbose, like its import
+        started = time.perf_counter()
         with quiet_native_stderr(active=os.environ.get("GENREFLOW_VERBOSE") != "1"):
             self.state = extractor.load(threads)
+        self.spent = {f"model load {extractor.name}": time.perf_counter() - started}  # reported once
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         e, rate = self.extractor, self.extractor.sample_rate
@@ -239,7 +250,8 @@ class ModelBatch:
         for i, (kinds, first) in enumerate(zip(batch["kinds"], batch["model_status"])):
             if e.name in kinds_of(kinds) and first != TODO:
                 status[i] = str(first)  # the decode failed: same reason for this kind
-        computed = self._compute(batch[f"samples:{rate}"], batch[f"n_valid:{rate}"], rows)
+        with _timed(self.spent, e.name):
+            computed = self._compute(batch[f"samples:{rate}"], batch[f"n_valid:{rate}"], rows)
         results = Results(e.name, len(status), self.fset)
         for i, result in zip(rows, computed):
             if isinstance(result, str):
@@ -248,8 +260,12 @@ class ModelBatch:
             results.add(i, str(batch["content_hash"][i]), *result)
             status[i] = OK
         out = {k: v for k, v in batch.items() if not self.last or not k.startswith(("samples:", "n_valid:"))}
-        results.finish(e.kind, out)
+        with _timed(self.spent, "shard writes"):
+            results.finish(e.kind, out)
         out[f"status:{e.name}"] = np.array(status, dtype=object)
+        for column, values in _time_columns(self.spent, len(status)).items():  # add to the decode task's
+            out[column] = out[column] + values if column in out else values
+        self.spent = {}
         out[f"device:{e.name}"] = np.array([self.device] * len(status), dtype=object)
         return out
 
@@ -291,6 +307,27 @@ def embed_plan(cpus: int) -> tuple[int, float, int, float]:
     threads = 2
     actors = max(1, (cpus - 1) // threads)
     return actors, float(threads), threads, 1.0
+
+
+@contextlib.contextmanager
+def _timed(spent: dict[str, float], step: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent[step] = spent.get(step, 0.0) + time.perf_counter() - started
+
+
+def _time_columns(spent: dict[str, float], n: int) -> dict[str, np.ndarray]:
+    """Worker seconds per step as batch columns (Ray Data batches hold one value per row: the
+    total sits in the first row)."""
+    columns = {}
+    for step, seconds in spent.items():
+        values = np.zeros(n, np.float64)
+        if n:
+            values[0] = seconds
+        columns[f"seconds:{step}"] = values
+    return columns
 
 
 def gpu_plan(gpus: float, per_actor: float) -> tuple[int, float] | None:
@@ -388,6 +425,10 @@ def _run(config: Config, work: Plan, tick: Callable[[int], None] | None = None) 
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):  # each block as it is done
             if tick is not None:
                 tick(len(out["relpath"]))
+            for column in out:
+                if column.startswith("seconds:"):
+                    step = column.split(":", 1)[1]
+                    work.seconds[step] = work.seconds.get(step, 0.0) + float(np.sum(out[column]))
             for name in names:
                 if f"device:{name}" in out:
                     work.reports[name].devices.update(str(d) for d in out[f"device:{name}"])

@@ -16,7 +16,7 @@ import numpy as np
 from genreflow.errors import AudioDecodeError, ConfigError
 from genreflow.features import Extractor, from_recipe
 from genreflow.model.classifiers import clip_proba
-from genreflow.core.fs import exists, not_regular_reason
+from genreflow.core.fs import UnsupportedURIError, exists, not_regular_reason, redact_uri
 from genreflow.data.discovery import list_audio
 
 
@@ -44,8 +44,8 @@ def prediction_columns(genres: Sequence[str]) -> list[str]:
 
 def printable_path(path: str) -> str:
     """Any file name as text: bytes that are not UTF-8 (surrogate escapes) become ``\\xNN``,
-    the same in every output format."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    the same in every output format; credentials in a URI are never shown."""
+    return redact_uri(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def prediction_row(prediction: Prediction, genres: Sequence[str]) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def _hash(path: str) -> str | None:
         if not_regular_reason(loc):
             return None
         return sha256_and_size(loc)[0]
-    except OSError:
+    except (OSError, ValueError):  # an unknown URI scheme: its own error row when it is decoded
         return None  # reported with its reason when decoded
 
 
@@ -233,8 +233,12 @@ def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
         try:
             rows, _ = features.rows(path, stored, keys.get(path))
             emit([to_prediction(path, bundle, clip_probability(bundle, rows))])
-        except AudioDecodeError as exc:
+        except (AudioDecodeError, UnsupportedURIError) as exc:
             emit([Prediction(path, error=str(exc))])
+            failed += 1
+        except MemoryError:
+            emit([Prediction(path, error="not enough memory for this file's features (lower audio.duration_s or "
+                                         "the extractor's sizes)")])
             failed += 1
         except (ValueError, RuntimeError) as exc:  # feature maths on odd audio
             emit([Prediction(path, error=f"feature extraction failed: {exc}")])

@@ -9,6 +9,7 @@ that sits in two shards (two concurrent runs may both write it).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -17,8 +18,7 @@ import numpy as np
 from genreflow import __version__
 from genreflow.errors import DataError
 from genreflow.core.fingerprint import fingerprint, is_fingerprint, shard_name
-from genreflow.core.fs import Location, atomic_write_bytes, atomic_write_text, exists, list_files, read_text
-from genreflow.core.jsonfiles import read_json
+from genreflow.core.fs import Location, atomic_write_bytes, atomic_write_text, exists, list_files, read_bytes
 from genreflow.core.layout import Layout
 from genreflow.store.kind import Kind
 from genreflow.store.integrity import read_shard
@@ -40,11 +40,10 @@ class FeatureSet:
         return cls(kind, fp, {"name": kind.name, "version": version, "params": dict(params)}, loc)
 
     def ensure_params_file(self) -> None:
-        """Write the human-readable ``_params.json`` once (atomically)."""
+        """Write the human-readable ``_params.json`` (atomically) when it is missing or damaged."""
         target = self.location.join("_params.json")
-        if not exists(target):
-            atomic_write_text(target, json.dumps({"fingerprint": self.fingerprint, **self.params},
-                                                 indent=2, sort_keys=True) + "\n")
+        if not exists(target) or _params_problem(_load_params(target), self.kind.name, self.fingerprint):
+            write_params_file(target, self.fingerprint, self.params)
 
     def shard_paths(self) -> list[str]:
         """Visible shards only: temp files start with '.', so readers never see half a shard."""
@@ -153,25 +152,119 @@ def stored_keys(fset: FeatureSet) -> set[str]:
     return set() if table is None else set(table.column("content_hash").to_pylist())
 
 
+MAX_PARAMS_BYTES = 1 << 20
+
+
+class ParamsWarning(UserWarning):
+    """A damaged ``_params.json`` was rewritten from its folder's name and its shards' footers."""
+
+
+def write_params_file(target: Location, fp: str, params: Mapping[str, Any]) -> None:
+    atomic_write_text(target, json.dumps({"fingerprint": fp, **params}, indent=2, sort_keys=True) + "\n")
+
+
+def _load_params(target: Location) -> Any:
+    """The parsed ``_params.json`` object, or why it is not one (a str in a 1-tuple). OSErrors
+    (permissions, I/O) pass through: they are not damage."""
+    data = read_bytes(target, limit=MAX_PARAMS_BYTES)
+    if len(data) > MAX_PARAMS_BYTES:
+        return (f"over {MAX_PARAMS_BYTES} bytes",)
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return (f"not JSON: {type(exc).__name__}",)
+    return doc if isinstance(doc, dict) else (f"holds a JSON {type(doc).__name__}, not an object",)
+
+
+def _params_problem(doc: Any, kind: str, fp: str) -> str | None:
+    """Why a parsed ``_params.json`` cannot describe the folder ``<kind>/<fp>``, or None.
+
+    Every field is checked before anything uses it: the folder name is the truth, so a recorded
+    fingerprint must equal it, the name must be the folder's kind, and the parameters must
+    hash to the folder's fingerprint."""
+    if isinstance(doc, tuple):
+        return doc[0]
+    if doc.get("fingerprint", fp) != fp:
+        return f"it records fingerprint {str(doc.get('fingerprint'))[:80]!r}, not its folder's {fp}"
+    if "name" not in doc and "params" not in doc:
+        return None  # an old file holding only a fingerprint: nothing to check
+    name, version, params = doc.get("name"), doc.get("version"), doc.get("params")
+    if name != kind or isinstance(version, bool) or not isinstance(version, int) or not isinstance(params, dict):
+        return "its name, version or params are not those of this folder's kind"
+    if fingerprint(name, version, params) != fp:
+        return f"its parameters hash to {fingerprint(name, version, params)}, not its folder's {fp}"
+    return None
+
+
+def _params_from_shards(folder: Location, kind: str, fp: str) -> dict[str, Any] | None:
+    """The ``{"name", "version", "params"}`` a shard's footer records, if it hashes to ``fp``."""
+    import pyarrow.parquet as pq
+
+    from genreflow.store.integrity import FINGERPRINT_KEY
+
+    names = sorted(i.path for i in list_files(folder, recursive=False)
+                   if i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
+    for path in names[:8]:
+        try:
+            with folder.fs.open_input_file(path) as handle:
+                meta = pq.ParquetFile(handle).schema_arrow.metadata or {}
+            if meta.get(FINGERPRINT_KEY, b"").decode("utf-8", "replace") != fp:
+                continue
+            doc = json.loads(meta[b"genreflow.params"].decode("utf-8"))
+        except Exception:  # noqa: BLE001 - a damaged shard says nothing; verify quarantines it
+            continue
+        if isinstance(doc, dict) and _params_problem(doc, kind, fp) is None and "params" in doc:
+            return {"name": doc["name"], "version": doc["version"], "params": doc["params"]}
+    return None
+
+
+def _feature_set_params(folder: Location, kind: str, fp: str) -> dict[str, Any]:
+    """The parameters of one fingerprint folder. A damaged or lying ``_params.json`` never stops
+    a command: it is rewritten from the folder name and a shard's footer (one ParamsWarning), or,
+    when no shard vouches for any parameters (or the store is read-only), read as empty."""
+    target = folder.join("_params.json")
+    if not exists(target):
+        return {}
+    doc = _load_params(target)
+    problem = _params_problem(doc, kind, fp)
+    if problem is None:
+        return {k: v for k, v in doc.items() if k != "fingerprint"}
+    recovered = _params_from_shards(folder, kind, fp)
+    if recovered is None:
+        note = "no shard records its parameters, so they are shown as unknown until the next `genreflow features`"
+    else:
+        try:
+            write_params_file(target, fp, recovered)
+            note = "rewritten from the folder's fingerprint and its shards' footers"
+        except OSError as exc:
+            note = f"not rewritten ({exc.strerror or exc}); read from its shards' footers"
+    warnings.warn(f"{target} is damaged ({problem}): {note}.", ParamsWarning, stacklevel=3)
+    return recovered or {}
+
+
 def list_feature_sets(data_dir: str, kind: str) -> list[dict[str, Any]]:
-    """Every fingerprint folder of ``kind`` with its parameters (from ``_params.json``)."""
+    """Every fingerprint folder of ``kind`` with its parameters (from ``_params.json``).
+
+    Only folders named by a fingerprint (16 hex digits) are listed; the folder name is the
+    truth, whatever ``_params.json`` says (see ``_feature_set_params``)."""
     root = Layout.of(data_dir).store.join(kind)
     if not exists(root):
         return []
     found = []
     for info in list_files(root, recursive=False):
-        if info.is_dir and is_fingerprint(info.base_name):
-            params_file = Location(root.fs, info.path).join("_params.json")
-            params = read_json(params_file, f"the parameters of {kind} feature set {info.base_name}",
-                               f"genreflow features --features {kind} --data-dir {data_dir}") \
-                if exists(params_file) else {}
-            found.append({**params, "fingerprint": info.base_name})  # the folder name is the truth
+        name = info.base_name
+        if info.is_dir and len(name) == 16 and is_fingerprint(name):
+            params = _feature_set_params(Location(root.fs, info.path), kind, name)
+            found.append({**params, "fingerprint": name})  # the folder name is the truth
     return sorted(found, key=lambda f: f["fingerprint"])
 
 
 def open_feature_set(data_dir: str, layout_kind: Kind, fingerprint_: str | None = None) -> FeatureSet:
     """The feature set to read: the given fingerprint, or the only one there is."""
     kind = layout_kind.name
+    if fingerprint_ is not None and not (isinstance(fingerprint_, str) and len(fingerprint_) == 16
+                                         and is_fingerprint(fingerprint_)):
+        raise DataError(f"{str(fingerprint_)[:80]!r} is not a feature-set fingerprint (16 hex digits).")
     sets = list_feature_sets(data_dir, kind)
     if fingerprint_ is None:
         if len(sets) != 1:

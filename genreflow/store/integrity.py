@@ -2,8 +2,10 @@
 
 Shards are written with Parquet page checksums (CRC32 of every page). A shard is *damaged*
 when its bytes cannot be parsed (cut short: no footer; garbage: a failed checksum, a broken
-page or footer) or when its footer says it is not its folder's (another fingerprint, or a
-schema without the kind's columns and types). ``read_shard`` moves such a shard into the
+page or footer), when its footer says it is not its folder's (another fingerprint, or a
+schema without the kind's columns and types), or when the values it holds cannot be what
+genreflow wrote (NaN or inf, shape columns that do not match the values, valid_frames outside
+[1, n_frames]: ``values_problem``). ``read_shard`` moves such a shard into the
 feature-set folder's ``_quarantine/`` (never deletes it), with a ``.reason.txt`` beside it,
 warns once (QuarantineWarning, one line naming it) and returns None, so its keys count as not
 stored and the next extraction recomputes them.
@@ -19,13 +21,14 @@ raised as is, and nothing is moved.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from genreflow.core.fs import Location, atomic_write_text, exists, list_files, makedirs, read_bytes, remove_stale_temps_tree
+from genreflow.core.fs import Location, atomic_write_text, exists, makedirs, not_regular_reason, read_bytes
 
 QUARANTINE = "_quarantine"
 FINGERPRINT_KEY = b"genreflow.fingerprint"
@@ -79,14 +82,54 @@ def footer_problem(fset: Any, schema: Any) -> str | None:
 
 
 def _parse(fset: Any, source: Any, columns: list[str] | None):
-    """Footer check, then the wanted columns with every page's checksum verified."""
+    """Footer check, then the wanted columns with every page's checksum verified, then their
+    values (``values_problem``)."""
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(source, page_checksum_verification=True)
     problem = footer_problem(fset, parquet.schema_arrow)
     if problem:
         raise _Mismatch(problem)
-    return parquet.read(columns=columns)
+    table = parquet.read(columns=columns)
+    problem = values_problem(fset.kind, table)
+    if problem:
+        raise _Mismatch(problem)
+    return table
+
+
+def values_problem(kind: Any, table: Any) -> str | None:
+    """Why the values of a shard's columns (those ``table`` holds) cannot be what genreflow wrote:
+    a missing key, NaN or inf in the values, a shape column that does not match the length of
+    its row's values, or ``valid_frames`` outside [1, n_frames]. Such a shard is damage (forged
+    or a buggy plug-in), quarantined like a failed checksum, so readers never reshape or pool it."""
+    import pyarrow.compute as pc
+
+    names = set(table.column_names)
+    if "content_hash" in names and table.column("content_hash").null_count:
+        return "a row has no content_hash"
+    rows_col, cols_col = kind.shape_columns
+    shape = [table.column(c) for c in (rows_col, cols_col) if c in names]
+    for name in (rows_col, cols_col, "valid_frames"):
+        column = table.column(name) if name in names else None
+        if column is not None and (column.null_count or (len(column) and pc.min(column).as_py() < 1)):
+            return f"its {name!r} column holds a value below 1"
+    if kind.value_column in names:
+        values = table.column(kind.value_column)
+        flat = pc.list_flatten(values)
+        if values.null_count:
+            return f"a row of {kind.value_column!r} is null"
+        if len(flat) and not pc.all(pc.is_finite(flat)).as_py():
+            return f"{kind.value_column!r} holds NaN or infinite values"
+        if len(shape) == 2:
+            lengths = pc.list_value_length(values).cast("int64")
+            product = pc.multiply(shape[0].cast("int64"), shape[1].cast("int64"))
+            if not pc.all(pc.equal(lengths, product)).as_py():
+                return f"its {rows_col}/{cols_col} columns do not match the length of {kind.value_column!r}"
+    frames_col = kind.shape_columns[kind.time_axis]
+    if "valid_frames" in names and frames_col in names and len(table):
+        if not pc.all(pc.less_equal(table.column("valid_frames"), table.column(frames_col))).as_py():
+            return f"its valid_frames exceed {frames_col}"
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -114,6 +157,9 @@ def check_shard(fset: Any, path: str, columns: list[str] | None = None, *,
 
     fs = fset.location.fs
     identity = _identity(fset.location, path)
+    odd = not_regular_reason(Location(fs, path))  # a FIFO would block the open below
+    if odd:
+        return None, quarantine(fset, path, odd, identity, warn=warn)
     try:
         with fs.open_input_file(path) as handle:
             return _parse(fset, handle, columns), None
@@ -147,14 +193,19 @@ def _identity(loc: Location, path: str) -> tuple[int, int] | None:
 def quarantine(fset: Any, path: str, reason: str, identity: tuple[int, int] | None = None, *,
                warn: bool = True) -> ShardIssue | None:
     """Move ``path`` into the folder's ``_quarantine/`` with its reason; warn once (unless
-    ``warn`` is false). Returns None when another process moved (or rewrote) it first."""
+    ``warn`` is false). Returns None when another process moved (or rewrote) it first.
+
+    A store that cannot be changed (read-only mount, read-only credentials, no permission)
+    never stops a command over one damaged shard: the shard stays where it is, its rows count
+    as missing for this run, and the issue says it was not moved (``moved_to`` empty; one
+    warning per shard and process)."""
     folder = fset.location.join(QUARANTINE)
-    makedirs(folder)
     name = posixpath.basename(path)
-    target, n = folder.join(name), 1
-    while exists(target):
-        target, n = folder.join(f"{name[:-len('.parquet')]}.{n}.parquet"), n + 1
     try:
+        makedirs(folder)
+        target, n = folder.join(name), 1
+        while exists(target):
+            target, n = folder.join(f"{name[:-len('.parquet')]}.{n}.parquet"), n + 1
         if fset.location.local:
             if identity is not None and _identity(fset.location, path) != identity:
                 return None
@@ -163,9 +214,23 @@ def quarantine(fset: Any, path: str, reason: str, identity: tuple[int, int] | No
             fset.location.fs.move(path, target.path)
     except FileNotFoundError:
         return None
-    atomic_write_text(Location(target.fs, target.path + ".reason.txt"), reason + "\n")
+    except OSError as exc:  # read-only: leave it, and read around it
+        issue = ShardIssue(str(Location(fset.location.fs, path)), reason, "")
+        if warn and issue.shard not in _UNMOVABLE_WARNED:
+            _UNMOVABLE_WARNED.add(issue.shard)
+            warnings.warn(f"damaged shard {issue.shard} ({reason}): cannot move it to {QUARANTINE}/ "
+                          f"({getattr(exc, 'strerror', None) or str(exc).rpartition('Detail: ')[2]}; a read-only "
+                          "store?), so its rows count as "
+                          "not stored in this run; `genreflow verify` with write access moves it aside.",
+                          QuarantineWarning, stacklevel=4)
+        return issue
+    with contextlib.suppress(OSError):
+        atomic_write_text(Location(target.fs, target.path + ".reason.txt"), reason + "\n")
     issue = ShardIssue(str(Location(target.fs, path)), reason, str(target))
     if warn:
         warnings.warn(f"moved damaged shard {issue.shard} to {issue.moved_to} ({reason}); its rows count as not "
                       "stored, and the next `genreflow features` recomputes them.", QuarantineWarning, stacklevel=4)
     return issue
+
+
+_UNMOVABLE_WARNED: set[str] = set()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import posixpath
+import warnings
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from genreflow.core.fs import exists, list_files, remove_stale_temps_tree
 from genreflow.core.layout import Layout
-from genreflow.store.featureset import FeatureSet, Kind, list_feature_sets, make_command, open_feature_set
+from genreflow.store.featureset import FeatureSet, Kind, ParamsWarning, list_feature_sets, make_command
 from genreflow.store.integrity import QUARANTINE, ShardIssue, check_shard
 
 
@@ -24,7 +25,10 @@ class FeatureSetCheck:
     already_quarantined: int = 0
 
     def line(self) -> str:
-        bad = f", {len(self.quarantined)} damaged shard(s) moved to {QUARANTINE}/" if self.quarantined else ""
+        moved = sum(1 for issue in self.quarantined if issue.moved_to)
+        stuck = len(self.quarantined) - moved
+        bad = f", {moved} damaged shard(s) moved to {QUARANTINE}/" if moved else ""
+        bad += f", {stuck} damaged shard(s) left in place (the store is read-only)" if stuck else ""
         old = f", {self.already_quarantined} shard(s) in {QUARANTINE}/ from earlier" if self.already_quarantined else ""
         return f"{self.kind} {self.fingerprint}: {self.shards} shard(s), {self.rows} row(s) verified{bad}{old}"
 
@@ -36,6 +40,7 @@ class StoreReport:
     data_dir: str
     feature_sets: list[FeatureSetCheck] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # repaired _params.json files
     temps_removed: int = 0
 
     @property
@@ -50,8 +55,11 @@ class StoreReport:
     def lines(self) -> list[str]:
         """The report as console lines (the `genreflow verify` output)."""
         out = [check.line() for check in self.feature_sets] or [f"feature store of {self.data_dir}: empty"]
-        out += [f"  moved {issue.shard} -> {issue.moved_to}: {issue.reason}" for issue in self.quarantined]
+        out += [f"  moved {issue.shard} -> {issue.moved_to}: {issue.reason}" if issue.moved_to else
+                f"  damaged {issue.shard}: {issue.reason} (cannot move it to {QUARANTINE}/: read-only; its rows "
+                "count as not stored)" for issue in self.quarantined]
         out += [f"skipped {note}" for note in self.skipped]
+        out += [f"note: {note}" for note in self.notes]
         if self.temps_removed:
             out.append(f"removed {self.temps_removed} temp file(s) left by killed runs")
         if self.ok:
@@ -59,7 +67,11 @@ class StoreReport:
         else:
             kinds = sorted({check.kind for check in self.feature_sets if check.quarantined})
             commands = " and ".join(f"`{make_command(kind, self.data_dir)}`" for kind in kinds)
-            out.append(f"{len(self.quarantined)} damaged shard(s) quarantined: run {commands} to recompute their rows")
+            stuck = any(not issue.moved_to for issue in self.quarantined)
+            fix = (" (with write access to the store: `genreflow verify` moves the damaged shards aside first)"
+                   if stuck else "")
+            verb = "found" if stuck else "quarantined"
+            out.append(f"{len(self.quarantined)} damaged shard(s) {verb}: run {commands} to recompute their rows{fix}")
         return out
 
     def __str__(self) -> str:
@@ -80,18 +92,22 @@ def verify_store(data_dir: str, kinds: Mapping[str, Kind]) -> StoreReport:
     for kind_dir in sorted(list_files(store, recursive=False), key=lambda e: e.path):
         if not kind_dir.is_dir or kind_dir.base_name.startswith((".", "_")):
             continue
-        try:
+        with warnings.catch_warnings(record=True) as seen:  # a damaged _params.json: repaired, noted
+            warnings.simplefilter("always", ParamsWarning)
             entries = list_feature_sets(data_dir, kind_dir.base_name)
-        except ValueError as exc:  # a damaged _params.json
-            report.skipped.append(f"{kind_dir.path}: {exc}")
-            continue
+        report.notes.extend(str(w.message) for w in seen if issubclass(w.category, ParamsWarning))
+        for w in seen:
+            if not issubclass(w.category, ParamsWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         kind = kinds.get(kind_dir.base_name)
         for entry in entries:
             if kind is None:
                 report.skipped.append(f"{kind_dir.path}/{entry['fingerprint']}: {kind_dir.base_name!r} is not a "
                                       f"feature kind of this genreflow (it has {', '.join(kinds)})")
                 continue
-            fset = open_feature_set(data_dir, kind, entry["fingerprint"])
+            fp = entry["fingerprint"]  # a folder name of 16 hex digits (list_feature_sets), never a path
+            params = {k: v for k, v in entry.items() if k != "fingerprint"}
+            fset = FeatureSet(kind, fp, params, store.join(kind_dir.base_name, fp))
             report.feature_sets.append(_verify_feature_set(fset))
     return report
 
