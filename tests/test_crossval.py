@@ -273,3 +273,11 @@ def test_end_to_end_on_real_audio_segments():
     metrics = cv_metrics_json(result, {"features": "mfcc", "segment_s": 0.5})
     assert metrics["accuracy_mean"] > 0.6  # four very different synthetic genres; chance is 0.25
     assert len(oof_rows(result, relpaths)) == len(relpaths)
+
+
+def test_the_folds_bound_names_the_smallest_genre():
+    """Two short genres: the message must name the one with fewest groups, so its bound works."""
+    labels = np.array([0] * 60 + [1] * 51 + [2] * 50)
+    groups = np.arange(len(labels))
+    with pytest.raises(ConfigError, match=r"Genre 'c' has 50 group\(s\).*use --folds 50 or fewer"):
+        assign_folds(labels, groups, 100, seed=0, genres=["a", "b", "c"])

@@ -272,3 +272,10 @@ def test_a_cold_index_and_extraction_decode_each_file_once(data_dir, monkeypatch
     extract_in_process(config, kinds=("mfcc", "spectral"))
     assert len(full) == len(paths)  # one decode per file serves every kind
     assert {f["duration_s"] for f in index["files"]} == {8.0}  # the probe takes the header's length
+
+
+def test_documentation_beside_the_genre_folders_is_not_reported(data_dir):
+    write_genre_tree(data_dir, {"a": 2, "b": 2})
+    (data_dir / "raw" / "README.md").write_text("put one folder per genre here\n")
+    (data_dir / "raw" / "stray.wav").write_bytes(b"RIFF")  # misplaced audio is still named
+    assert build_index(str(data_dir), workers=1)["ignored"] == ["stray.wav"]

@@ -56,6 +56,12 @@ def _printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _documentation(name: str) -> bool:
+    """README / LICENSE / notes files directly in raw/: documentation, not misplaced audio."""
+    stem = posixpath.splitext(name)[0].lower()
+    return stem in ("readme", "license", "notes") or posixpath.splitext(name)[1].lower() in (".md", ".txt")
+
+
 def _hidden(relpath: str) -> bool:
     return any(part.startswith(".") for part in relpath.split("/"))
 
@@ -143,7 +149,8 @@ def discover(raw: Location, max_entries: int = MAX_GENRE_ENTRIES) -> Discovery:
                 found.candidates.append((relpath, parts[0]))
             continue
         if len(parts) == 1:
-            found.ignored.append(relpath)  # a file directly in raw/ has no genre
+            if not _documentation(relpath):  # e.g. the project's own raw/README.md: not worth a note each run
+                found.ignored.append(relpath)  # a file directly in raw/ has no genre
         elif is_audio_name:
             found.candidates.append((relpath, parts[0]))
         else:

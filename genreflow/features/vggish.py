@@ -88,6 +88,11 @@ class VggishExtractor(Extractor):
     def resolved(self) -> "VggishExtractor":
         return type(self)(dataclasses.replace(self.config, precision=self.precision), self.audio)
 
+    def on_accelerator(self) -> "VggishExtractor":
+        """A GPU actor joins more clips per model call (the values are identical either way)."""
+        return type(self)(dataclasses.replace(self.config, clips_per_call=max(self.config.clips_per_call, 32)),
+                          self.audio)
+
     def check(self) -> None:
         from genreflow.features.vggish_tf import check_handle
 

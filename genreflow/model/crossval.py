@@ -197,15 +197,16 @@ def fold_seed(seed: int, repeat: int) -> int:
 
 
 def check_fold_groups(labels: np.ndarray, groups: np.ndarray, k: int, genres: Sequence[str] | None = None) -> None:
-    """Every genre needs at least k groups, or some fold would test none of its files."""
-    for label in np.unique(labels):
-        n = len(np.unique(groups[labels == label]))
-        if n < k:
-            name = genres[int(label)] if genres is not None else getattr(label, "item", lambda: label)()
-            fix = f"use --folds {n} or fewer, " if n >= 2 else ""
-            raise ConfigError(f"Genre {name!r} has {n} group(s) of files, fewer than folds={k}, so some fold would "
-                              f"test none of its files: {fix}add files of {name!r}, or group less (identical files "
-                              "always form one group; --groups/--group-pattern merge more).")
+    """Every genre needs at least k groups, or some fold would test none of its files. The
+    message names the genre with the fewest groups, so the fold count it suggests works."""
+    counts = {label: len(np.unique(groups[labels == label])) for label in np.unique(labels)}
+    label, n = min(counts.items(), key=lambda kv: (kv[1], kv[0])) if counts else (None, k)
+    if n < k:
+        name = genres[int(label)] if genres is not None else getattr(label, "item", lambda: label)()
+        fix = f"use --folds {n} or fewer, " if n >= 2 else ""
+        raise ConfigError(f"Genre {name!r} has {n} group(s) of files, fewer than folds={k}, so some fold would "
+                          f"test none of its files: {fix}add files of {name!r}, or group less (identical files "
+                          "always form one group; --groups/--group-pattern merge more).")
 
 
 def assign_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int, repeat: int = 0,
