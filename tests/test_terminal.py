@@ -41,6 +41,11 @@ CHATTER = (
     "Progress bars disabled",
     " INFO ",
     "streaming_executor",
+    "core_worker.cc",
+    "cuInit",
+    "cuda_platform",
+    "E0000",
+    "W0000",
 )
 # What --verbose must bring back: Ray's (or TensorFlow's) own log lines.
 VERBOSE_LINE = re.compile(r"\b(INFO|WARNING)\s+\S+\.py:\d+ -- |absl::InitializeLog|oneDNN custom operations"
@@ -170,6 +175,15 @@ def test_run_piped_prints_one_summary_line_per_stage_and_no_chatter(piped_run):
     others = [line for line in err_lines if line not in validated + features and not periodic.fullmatch(line)
               and not line.startswith(("note:", "warning:"))]
     assert not others, "unexpected stderr lines:\n" + "\n".join(others)
+
+
+def test_piped_embed_with_a_model_prints_no_ray_or_tensorflow_lines(tmp_path, standin_model):
+    root = _project(tmp_path / "embed")
+    subprocess.run([*_launcher(), "index"], cwd=root, env=_env(), capture_output=True, timeout=TIMEOUT)
+    proc = _piped(root, "embed", "--vggish-model", standin_model, "--precision", "fp32", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(rf"^vggish \[[0-9a-f]+\]: {N_FILES} computed", proc.stdout, re.MULTILINE), proc.stdout
+    assert not _chatter(proc.stderr), "chatter on stderr:\n" + "\n".join(_chatter(proc.stderr))
 
 
 def test_a_long_stage_prints_progress_lines_into_a_pipe(tmp_path):
