@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -218,4 +219,6 @@ def test_run_finishes_with_the_vggish_standin(tmp_path, ray_local, standin_model
     metrics = json.loads((tmp_path / "processed" / "reports" / "metrics.json").read_text())
     assert metrics["features"] == "vggish+mfcc" and set(metrics["fingerprints"]) == {"mfcc", "vggish"}
     status = CliRunner().invoke(main, ["status", "--data-dir", str(tmp_path), "--config", str(toml)])
-    assert status.exit_code == 0 and "12/12" in status.output and "val accuracy" in status.output
+    assert status.exit_code == 0 and "12/12" in status.output
+    assert re.search(r"^model \*\s+\S+-vggish\+mfcc-logreg\s+vggish\+mfcc\s+logreg\s+whole clip\s+\d\.\d{3} \(val\)",
+                     status.output, re.MULTILINE), status.output
