@@ -185,6 +185,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"Config file {str(path)!r} does not exist: pass an existing file to --config.") from None
+    except RecursionError:
+        raise ConfigError(f"Config file {str(path)!r} nests tables too deeply to be a genreflow config.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
     except OSError as exc:  # a folder, no permission

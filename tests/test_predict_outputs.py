@@ -97,3 +97,27 @@ def test_a_model_file_cannot_choose_where_its_model_is_loaded_from(tmp_path):
         model_extractors(bundle, None, load_config(None, {}))
     (chosen,) = model_extractors(bundle, {"vggish": {"handle": str(planted)}}, load_config(None, {}))
     assert chosen.config.handle == str(planted) and chosen.fingerprint() == recipe["fingerprint"]
+
+
+def test_predict_with_a_store_never_opens_a_fifo_or_a_device(hostile, tmp_path):
+    """H3: with a store in --data-dir, every input is hashed first; a FIFO or a link to /dev/zero
+    must be skipped unopened (it used to hang for ever), with its reason in its row."""
+    import os
+    import subprocess
+    import sys
+
+    root, inbox = hostile
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(inbox / "a0.wav", mixed / "good.wav")
+    os.mkfifo(mixed / "pipe.wav")
+    os.symlink("/dev/zero", mixed / "zero.wav")
+    out = tmp_path / "rows.csv"
+    done = subprocess.run([sys.executable, "-m", "genreflow", "predict", str(mixed), "--data-dir", str(root),
+                           "--model", str(root / "processed" / "classifier_model.zip"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr  # two inputs are not audio files
+    rows = pd.read_csv(out, keep_default_na=False).set_index("path")
+    assert rows.loc[str(mixed / "good.wav"), "error"] == "" and rows.loc[str(mixed / "good.wav"), "cached"]
+    assert rows.loc[str(mixed / "pipe.wav"), "error"].startswith("not a regular file (a FIFO")
+    assert rows.loc[str(mixed / "zero.wav"), "error"].startswith("not a regular file (a character device")

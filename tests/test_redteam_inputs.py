@@ -356,3 +356,29 @@ def test_groups_csv_mostly_unmatched_is_refused_and_partial_warns(tmp_path: Path
     partial.write_text("relpath,group\n" + "".join(f"{r},{r[0]}\n" for r in rels[:12]) + "z/gone.wav,q\n")
     with pytest.warns(GroupsWarning, match=r"12 of 13 rows name an indexed file .*6 of 18 indexed files"):
         make_groups(rels, hashes, read_group_csv(partial))
+
+
+def test_low_severity_inputs_are_one_line(tmp_path):
+    """L2 (a deeply nested TOML), L13 (an index relpath outside raw/), L6 (an empty file)."""
+    import json
+
+    from genreflow.config import load_config
+    from genreflow.core.fs import locate
+    from genreflow.data.decode import read_and_decode
+    from genreflow.data.index import read_index
+    from genreflow.errors import AudioDecodeError, ConfigError, DataError
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="deep.toml"):
+        load_config(deep, {})
+    processed = tmp_path / "data" / "processed"
+    processed.mkdir(parents=True)
+    record = {"relpath": "../../outside/secret.wav", "genre": "a", "label": 0, "content_hash": "0" * 64,
+              "duration_s": 1.0, "sample_rate": 8000, "channels": 1, "format": "wav", "bytes": 10}
+    (processed / "dataset_index.json").write_text(json.dumps({"genres": {"a": 0}, "files": [record], "invalid": []}))
+    with pytest.raises(DataError, match="outside raw/"):
+        read_index(str(tmp_path / "data"))
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioDecodeError, match=r"empty file \(0 bytes\)"):
+        read_and_decode(locate(str(tmp_path / "empty.wav")), duration_s=1.0, need_hash=False)

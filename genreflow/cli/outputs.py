@@ -31,6 +31,10 @@ class ResultWriter:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise ConfigError(f"--out={path!r} is invalid: the folder {parent} does not exist.")
+        if os.path.exists(path):
+            import click
+
+            click.secho(f"note: --out {path} exists; it is replaced.", fg="yellow", err=True)
         self._handle = open(self.stream_path, "w", newline="", encoding="utf-8")
         self._csv = None
         if fmt == "csv":

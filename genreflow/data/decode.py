@@ -135,6 +135,8 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
             if os.path.isdir(loc.path):
                 raise AudioDecodeError("is a folder, not an audio file")
             size = os.stat(loc.path).st_size
+            if size == 0:
+                raise AudioDecodeError("empty file (0 bytes)")
         else:
             info = loc.fs.get_file_info(loc.path)
             if info.type == FileType.NotFound:

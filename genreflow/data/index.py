@@ -282,6 +282,11 @@ def index_table(index: dict[str, Any]):
     return pa.Table.from_pylist(index["files"], schema=schema)
 
 
+def _inside_raw(relpath: str) -> bool:
+    """A relpath genreflow wrote: relative, below raw/, no '..' part."""
+    return bool(relpath) and not relpath.startswith("/") and ".." not in relpath.split("/") and "://" not in relpath
+
+
 def read_index(data_dir: str) -> dict[str, Any]:
     """Load dataset_index.json; a missing, cut-short or incomplete one is one DataError line
     naming the command that rewrites it."""
@@ -293,6 +298,9 @@ def read_index(data_dir: str) -> dict[str, Any]:
         if not isinstance(doc["files"], list) or not all(
                 isinstance(f, dict) and all(k in f for k in INDEX_COLUMNS) for f in doc["files"]):
             return "'files' is not a list of complete file records"
+        outside = [f["relpath"] for f in doc["files"] if not _inside_raw(str(f["relpath"]))]
+        if outside:
+            return f"relpath {outside[0]!r} points outside raw/"
         return None
 
     return read_json(Layout.of(data_dir).index_json, "dataset index", f"genreflow index --data-dir {data_dir}",
