@@ -70,6 +70,9 @@ def keep_model(config: Config, write: Callable[[Location], Any], summary: dict[s
         if history is None:  # a model from before the history (genreflow 0.2): keep it in it
             history = _fresh(folder, f"{_stamp()}-previous", ".zip")
             atomic_write_bytes(folder.join(history + ".zip"), read_bytes(layout.model))
+            atomic_write_text(folder.join(history + ".json"), json.dumps(
+                {"name": history, "features": "?", "classifier": "?", "segment_s": None, "accuracy": None,
+                 "note": "saved before genreflow kept a history"}, indent=2) + "\n")
         previous = history
     target = folder.join(name + ".zip")
     write(target)  # atomic
