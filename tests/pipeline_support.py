@@ -66,7 +66,8 @@ def extract_in_process(config, kinds=("mfcc",), rows_per_shard: int = 10_000):
 
     from genreflow.config import extractors_for
     from genreflow.data.index import read_index
-    from genreflow.stages.extract import decode_batch, plan
+    from genreflow.stages.extract import plan
+    from genreflow.stages.workers import decode_batch
 
     extractors = extractors_for(config, "+".join(kinds))
     work = plan(config, extractors, read_index(config.data_dir)["files"])

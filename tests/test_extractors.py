@@ -117,7 +117,8 @@ def test_one_read_per_file_feeds_every_kind(tmp_path, monkeypatch, loudness):
     equals each kind computed on its own from a fresh decode at the kind's rate."""
     from genreflow.data import decode as readonce
     from genreflow.cli.commands import run_index_command
-    from genreflow.stages.extract import decode_batch, plan
+    from genreflow.stages.extract import plan
+    from genreflow.stages.workers import decode_batch
 
     make_tree(tmp_path, per_genre=2, seconds=2.0)
     config = config_for(tmp_path, 2.0)
@@ -176,7 +177,8 @@ def test_file_rewritten_during_extraction_is_never_stored_under_its_old_key(tmp_
     from genreflow.data import decode as readonce
     from genreflow.cli.commands import run_index_command
     from genreflow.data.index import read_index
-    from genreflow.stages.extract import decode_batch, plan
+    from genreflow.stages.extract import plan
+    from genreflow.stages.workers import decode_batch
 
     make_tree(tmp_path, per_genre=2, seconds=1.0)
     victim = tmp_path / "raw" / SYNTH_GENRES[0] / "victim.wav"

@@ -131,7 +131,7 @@ def test_a_clip_gets_bit_identical_vectors_from_training_and_both_predict_paths(
     may change their last bit, which is why the routes are compared on the same frames.)"""
     from genreflow.model.bundle import load_model_bundle
     from genreflow.model.pooling import KindFrames, clip_frames, clip_rows, combine_kinds
-    from genreflow.stages.extract import Results
+    from genreflow.stages.workers import Results
     from genreflow.stages.predict import model_extractors
     from genreflow.store.featureset import iter_batches
 

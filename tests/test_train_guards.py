@@ -99,7 +99,8 @@ class NanExtractor(Extractor):
 
 def test_nan_features_are_failures_never_stored(tmp_path):
     from genreflow.data.index import read_index
-    from genreflow.stages.extract import decode_batch, plan
+    from genreflow.stages.extract import plan
+    from genreflow.stages.workers import decode_batch
     from genreflow.store.featureset import stored_keys
 
     features.register(NanExtractor)

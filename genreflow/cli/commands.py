@@ -52,7 +52,8 @@ def run_features_command(config: Config, kinds: list[str], timings: Timings | No
     from genreflow.config import extractors_for
     from genreflow.data.index import read_index
     from genreflow.errors import DataError
-    from genreflow.stages.extract import execute, kinds_of, plan
+    from genreflow.stages.extract import execute, plan
+    from genreflow.stages.workers import kinds_of
     from genreflow.stages.session import ray_session
 
     files = read_index(config.data_dir)["files"]
@@ -319,7 +320,7 @@ def run_status_command(config: Config) -> dict:
     from genreflow.data.index import read_index
     from genreflow.config import build_extractor
     from genreflow.features import registered
-    from genreflow.core.fs import exists, read_text
+    from genreflow.core.fs import exists
     from genreflow.core.layout import Layout
     from genreflow.data.splits import read_splits
     from genreflow.store.featureset import list_feature_sets, open_feature_set, stored_keys

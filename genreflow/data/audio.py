@@ -12,11 +12,8 @@ import math
 import os
 import re
 import struct
-import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 

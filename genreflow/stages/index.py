@@ -13,7 +13,7 @@ import numpy as np
 from genreflow.core.fs import Location, atomic_write_text
 from genreflow.core.layout import Layout
 from genreflow.data.index import build_index, validate_file, write_index
-from genreflow.data.splits import SplitConfig, make_splits, splits_json
+from genreflow.data.splits import make_splits, splits_json
 from genreflow.stages.session import cluster_cpus, quiet_ray_data, ray_session
 
 

@@ -247,7 +247,8 @@ def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
 
 
 def _with_ray(files, keys, stored, bundle, features, config, emit) -> int:
-    from genreflow.stages.extract import OK, iter_pooled, todo_row
+    from genreflow.stages.extract import iter_pooled
+    from genreflow.stages.workers import OK, todo_row
     from genreflow.stages.session import ray_session
 
     kinds = [e.name for e in features.extractors]

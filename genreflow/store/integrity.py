@@ -25,7 +25,7 @@ import contextlib
 import os
 import posixpath
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from genreflow.core.fs import Location, atomic_write_text, exists, makedirs, not_regular_reason, read_bytes
