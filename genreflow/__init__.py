@@ -4,7 +4,7 @@ The Python API (``run``, ``load_model``) is imported on first use, so ``import g
 and ``genreflow --help`` stay instant.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["feature_array", "load_model", "read_features", "run"]
 

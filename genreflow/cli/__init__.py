@@ -174,8 +174,9 @@ def _classifier_overrides(overrides: dict[str, Any], kwargs: dict[str, Any], con
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="genreflow")
 def main() -> None:
-    """Music-genre recognition at scale: index audio, extract MFCC and VGGish features into a
-    Parquet store with Ray, train and evaluate a classifier, predict."""
+    """Music-genre recognition at scale: index audio, extract features (pretrained musicnn,
+    MFCC, spectral, VGGish) into a Parquet store with Ray, train and evaluate a classifier,
+    predict."""
     import warnings
 
     # genreflow's own warnings (a quarantined shard, an old pickle model) as one line each
