@@ -79,6 +79,69 @@ def test_predict_streams_one_row_per_input_with_errors_and_reuses_the_store(trai
     assert len(ok) == 5 and np.allclose(ok[[f"p_{g}" for g in SYNTH_GENRES[:2]]].astype(float).sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_predict_with_a_store_reads_each_file_once(trained, tmp_path, monkeypatch):
+    """Issue 23: one read per file. The reader hashes it; a stored file is predicted from the
+    store undecoded, any other is decoded from the bytes just hashed (no second open)."""
+    import builtins
+    import shutil
+
+    from genreflow.data import audio
+    from genreflow.model.bundle import load_model_bundle
+    from genreflow.stages.predict import model_extractors, predict_stream
+
+    root, _ = trained
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    indexed = sorted((root / "raw" / SYNTH_GENRES[0]).glob("clip_*"))[:3]  # features in the store
+    stored = [Path(shutil.copy(p, inbox / f"stored_{i}{p.suffix}")) for i, p in enumerate(indexed)]
+    fresh = new_clips(inbox, 2)
+    files = [str(p) for p in [*stored, *fresh]]
+    opened: dict[str, int] = {}
+    bytes_read: dict[str, int] = {}
+    real_open = builtins.open
+
+    class Counted:
+        def __init__(self, handle, name):
+            self._handle, self._name = handle, name
+
+        def read(self, n=-1):
+            data = self._handle.read(n)
+            bytes_read[self._name] = bytes_read.get(self._name, 0) + len(data)
+            return data
+
+        def __getattr__(self, attr):
+            return getattr(self._handle, attr)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._handle.__exit__(*exc)
+
+    def counting_open(file, *args, **kwargs):
+        handle = real_open(file, *args, **kwargs)
+        if str(file) in files:
+            opened[str(file)] = opened.get(str(file), 0) + 1
+            return Counted(handle, str(file))
+        return handle
+
+    decodes = []
+    real_decode = audio.decode_mono
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(audio, "decode_mono", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+    import genreflow.data.decode as decode
+
+    monkeypatch.setattr(decode, "decode_mono", audio.decode_mono)
+    bundle = load_model_bundle(str(root / "processed" / "classifier_model.zip"))
+    rows = []
+    summary = predict_stream(files, bundle, model_extractors(bundle), rows.extend, data_dir=str(root))
+    assert (summary.cached, summary.computed, summary.failed) == (3, 2, 0)
+    assert {r.path for r in rows if r.cached} == set(map(str, stored)) and all(not r.error for r in rows)
+    assert opened == {f: 1 for f in files}  # one open each
+    assert bytes_read == {f: os.path.getsize(f) for f in files}  # every byte read once, none twice
+    assert len(decodes) == 2  # only the two files the store lacks were decoded
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_a_killed_predict_leaves_a_readable_prefix(trained, tmp_path, suffix):
     root, toml = trained
@@ -103,22 +166,27 @@ def test_a_killed_predict_leaves_a_readable_prefix(trained, tmp_path, suffix):
 def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_local, monkeypatch):
     from genreflow.stages import predict as predict
 
-    monkeypatch.setitem(predict.IN_PROCESS_MAX, "cpu", 4)  # 12 files take the Ray path (256 by default)
+    import shutil
+
+    monkeypatch.setitem(predict.IN_PROCESS_MAX, "cpu", 4)  # 15 files take the Ray path (256 by default)
     root, toml = trained
     folder = tmp_path / "batch"
     new_clips(folder, 12)
+    for i, clip in enumerate(sorted((root / "raw" / SYNTH_GENRES[1]).glob("clip_*"))[:3]):  # in the store
+        shutil.copy(clip, folder / f"stored_{i}{clip.suffix}")
     runner = CliRunner()
     outputs = {}
     for workers in ("1", "2"):
-        result = runner.invoke(main, ["predict", str(folder), "--model", str(root / "processed" / "classifier_model.zip"),
+        result = runner.invoke(main, ["predict", str(folder), "--data-dir", str(root), "--config", str(toml),
                                       "--workers", workers, "--format", "json"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         assert ("(ray)" if workers == "2" else "(in-process)") in result.output
+        assert "15 files, 12 computed, 3 from the store, 0 failed" in result.output  # the workers hashed them
         outputs[workers] = {r["path"]: r for r in json.loads(result.stdout)}
-    assert outputs["1"].keys() == outputs["2"].keys() and len(outputs["1"]) == 12
+    assert outputs["1"].keys() == outputs["2"].keys() and len(outputs["1"]) == 15
     for path, row in outputs["1"].items():
         other = outputs["2"][path]
-        assert row["genre"] == other["genre"]
+        assert row["genre"] == other["genre"] and row["cached"] == other["cached"] == ("stored_" in path)
         for genre in SYNTH_GENRES[:2]:
             assert row[f"p_{genre}"] == pytest.approx(other[f"p_{genre}"], abs=1e-5)
 

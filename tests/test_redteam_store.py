@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -221,7 +222,7 @@ def test_readonly_store_with_a_damaged_shard_still_reads(readonly_mount) -> None
     assert not report.ok and [Path(i.shard).name for i in report.quarantined] == [name]
     assert "read-only" in str(report)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    run = subprocess.run(["python", "-m", "genreflow", "verify", "--data-dir", str(mnt)], capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "genreflow", "verify", "--data-dir", str(mnt)], capture_output=True,
                          text=True, env=env, timeout=120)
     assert run.returncode == 1, run.stderr  # damage found: 1, never 4
     assert name in run.stdout and "Traceback" not in run.stderr

@@ -7,7 +7,6 @@ shards, so nothing in genreflow touches ``open()`` for data directly; it goes th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import posixpath
@@ -303,22 +302,6 @@ def read_bytes(loc: Location, limit: int | None = None) -> bytes:
         raise OSError(f"{loc}: {reason}")
     with loc.fs.open_input_stream(loc.path) as handle:
         return handle.read() if limit is None else handle.read(limit + 1)
-
-
-def sha256_and_size(loc: Location) -> tuple[str, int]:
-    """Hash a file in chunks so a one-hour file never sits whole in memory."""
-    digest, size = hashlib.sha256(), 0
-    with loc.fs.open_input_stream(loc.path) as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def iter_chunks(loc: Location) -> Iterator[bytes]:
-    with loc.fs.open_input_stream(loc.path) as handle:
-        while chunk := handle.read(CHUNK):
-            yield chunk
 
 
 def atomic_write_bytes(loc: Location, data: bytes) -> None:

@@ -5,6 +5,10 @@ old content key. Here a ``HashingReader`` sits under the decoder: every byte it 
 passed through the sha256 first, in file order, and after decoding the rest of the file is
 drained through the same hasher. The digest is checked *after* decoding, so what is stored is
 always what was hashed, for files of any size and on object stores alike.
+
+It is genreflow's one hashing reader: ``index`` hashes with it (keeping a file's head and tail
+for its probes), extraction decodes through it, and ``predict`` with a store hashes a file
+through it first and decodes the bytes it kept, so every file is read once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,15 +38,17 @@ class HashingReader(io.RawIOBase):
     further than that gets an AudioDecodeError rather than unverified bytes.
     """
 
-    def __init__(self, stream, size: int) -> None:
+    def __init__(self, stream, size: int, *, head_keep: int = HEAD_KEEP, window: int = WINDOW) -> None:
         super().__init__()
         self._src, self._size = stream, size
+        self._head_keep, self._window_keep = head_keep, window
         self._digest = hashlib.sha256()
         self._hashed = 0
         self._head = bytearray()
         self._window, self._window_start = bytearray(), 0
         self._pos = 0
         self._eof = False
+        self.missed = False  # a read asked for bytes no longer kept
 
     def readable(self) -> bool:
         return True
@@ -65,11 +72,11 @@ class HashingReader(io.RawIOBase):
                 self._eof = True
                 break
             self._digest.update(chunk)
-            if self._hashed < HEAD_KEEP:
-                self._head += chunk[:HEAD_KEEP - self._hashed]
+            if self._hashed < self._head_keep:
+                self._head += chunk[:self._head_keep - self._hashed]
             self._window += chunk
             self._hashed += len(chunk)
-            excess = len(self._window) - WINDOW
+            excess = len(self._window) - self._window_keep
             if excess > 0:
                 del self._window[:excess]
                 self._window_start += excess
@@ -86,6 +93,7 @@ class HashingReader(io.RawIOBase):
         start = self._pos + len(out)
         if start < end:
             if start < self._window_start:
+                self.missed = True  # libsndfile may swallow the error raised in its read callback
                 raise AudioDecodeError("the decoder went back further than genreflow keeps while hashing "
                                        "(an unusual file layout): re-encode the file")
             out += self._window[start - self._window_start:end - self._window_start]
@@ -96,6 +104,16 @@ class HashingReader(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+    @property
+    def head(self) -> bytes:
+        """The first bytes kept (up to ``head_keep``)."""
+        return bytes(self._head)
+
+    @property
+    def tail(self) -> bytes:
+        """The last bytes hashed (up to ``window``): the file's end once finished."""
+        return bytes(self._window)
 
     def finish(self) -> tuple[str, int]:
         """Drain the rest of the file through the hasher; (sha256 hex, bytes hashed)."""
@@ -111,6 +129,7 @@ class Decoded:
     samples: np.ndarray
     sample_rate: int
     content_hash: str
+    stored: bool = False  # its hash was among the ``known`` ones: not decoded (samples empty)
 
     def at(self, sample_rate: int, duration_s: float):
         """This signal as an extractor needs it: a Waveform at ``sample_rate``, fixed length."""
@@ -118,12 +137,14 @@ class Decoded:
 
 
 def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | None = None,
-                    need_hash: bool = True) -> Decoded:
+                    need_hash: bool = True, known: Container[str] | None = None) -> Decoded:
     """Hash and decode a file in one read; raise AudioDecodeError if its content is not
     ``expected_hash`` (it changed since it was indexed) or it cannot be used.
 
     ``need_hash=False`` (prediction of files nobody stored): a local file is decoded straight
     from its path, which spares the hash and libsndfile's reads through Python; content_hash is "".
+    ``known`` (prediction with a store): the whole file is hashed first; a hash in ``known`` is
+    returned undecoded (``stored=True``), any other file is decoded from the bytes just hashed.
     """
     from pyarrow.fs import FileType
 
@@ -146,10 +167,12 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
             if info.type != FileType.File:
                 raise AudioDecodeError("not a regular file: skipped unopened")
             size = int(info.size or 0)
-        if expected_hash is None and not need_hash and loc.local:
+        if expected_hash is None and not need_hash and known is None and loc.local:
             with open(loc.path, "rb") as handle:  # Python's open takes any bytes of a name (surrogates)
                 samples, sample_rate = decode_mono(handle, duration_s=duration_s)
             return Decoded(samples, sample_rate, "")
+        if known is not None:
+            return _hash_then_decode(loc, size, duration_s, known)
         with (open(loc.path, "rb") if loc.local else loc.fs.open_input_stream(loc.path)) as stream:
             reader = HashingReader(stream, size)
             try:
@@ -168,4 +191,29 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
         raise AudioDecodeError(f"unreadable: {exc.strerror or exc}") from None
     if expected_hash is not None and digest != expected_hash:
         raise AudioDecodeError("changed since `genreflow index` (content hash differs): re-run it")
+    return Decoded(samples, sample_rate, digest)
+
+
+def _hash_then_decode(loc: Location, size: int, duration_s: float, known: Container[str]) -> Decoded:
+    """Prediction's one read: hash the whole file (its head kept), then, unless the store already
+    holds it, decode from the kept bytes. Only a decoder that needs bytes beyond the first
+    HEAD_KEEP (a file over 64 MiB with an unusual layout) costs a second read, checked against
+    the first digest."""
+    with (open(loc.path, "rb") if loc.local else loc.fs.open_input_stream(loc.path)) as stream:
+        reader = HashingReader(stream, size)
+        digest, _ = reader.finish()
+        if digest in known:
+            return Decoded(np.zeros(0, np.float32), 0, digest, stored=True)
+        reader.seek(0)
+        try:
+            samples, sample_rate = decode_mono(reader, duration_s=duration_s)
+            return Decoded(samples, sample_rate, digest)
+        except AudioDecodeError:
+            if not reader.missed:
+                raise
+    with (open(loc.path, "rb") if loc.local else loc.fs.open_input_stream(loc.path)) as stream:
+        reader = HashingReader(stream, size)
+        samples, sample_rate = decode_mono(reader, duration_s=duration_s)
+        if reader.finish()[0] != digest:
+            raise AudioDecodeError("changed while genreflow read it: run the command again")
     return Decoded(samples, sample_rate, digest)

@@ -16,7 +16,6 @@ stops the run. Rules for hostile trees (each left-out item is named in a warning
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -30,8 +29,9 @@ from pyarrow.fs import FileType
 from genreflow import __version__
 from genreflow.data.audio import BLOCK_FRAMES, EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
 from genreflow.errors import AudioDecodeError
+from genreflow.data.decode import HashingReader
 from genreflow.data.discovery import Discovery, discover
-from genreflow.core.fs import (Location, atomic_write_bytes, atomic_write_text, iter_chunks, not_regular_reason, open_input,
+from genreflow.core.fs import (Location, atomic_write_bytes, atomic_write_text, not_regular_reason, open_input,
                  remove_stale_temps_tree)
 from genreflow.core.console import Progress
 from genreflow.core.host import usable_cpus
@@ -85,17 +85,13 @@ def _inspect(loc: Location, head: bytes, size: int, tail: bytes):
 
 def _read_once(loc: Location) -> tuple[str, int, bytes, bytes]:
     """sha256, size, first HEAD_BYTES and last TAIL_BYTES of a file, in one sequential read."""
-    digest, size, head, tail = hashlib.sha256(), 0, b"", b""
     try:
-        for chunk in iter_chunks(loc):
-            digest.update(chunk)
-            size += len(chunk)
-            if len(head) < HEAD_BYTES:
-                head += chunk[:HEAD_BYTES - len(head)]
-            tail = (tail + chunk)[-TAIL_BYTES:]
+        with loc.fs.open_input_stream(loc.path) as stream:
+            reader = HashingReader(stream, 0, head_keep=HEAD_BYTES, window=TAIL_BYTES)
+            digest, size = reader.finish()
     except OSError as exc:
         raise AudioDecodeError(_unreadable_reason(loc, exc)) from None
-    return digest.hexdigest(), size, head, tail
+    return digest, size, reader.head, reader.tail
 
 
 def _unreadable_reason(loc: Location, exc: OSError) -> str:

@@ -124,9 +124,10 @@ def execute(config: Config, work: Plan, tick: Callable[[int], None] | None = Non
 
 
 def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]],
-             fsets: dict[str, FeatureSet] | None, data_dir: str | None):
+             fsets: dict[str, FeatureSet] | None, data_dir: str | None, known: set[str] | None = None):
     """The Ray Data pass over ``todo``: decode (+ CPU kinds) tasks, then one actor pool per
-    model kind. With ``fsets`` workers write shards; without, they return pooled vectors."""
+    model kind. With ``fsets`` workers write shards; without, they return pooled vectors
+    (and skip the files whose hash is in ``known``)."""
     import ray
 
     from genreflow.stages.session import cluster_cpus, cluster_gpus, quiet_ray_data
@@ -145,7 +146,7 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     ds = ray.data.from_items(todo, override_num_blocks=blocks)
     decode_kwargs = {"data_dir": data_dir, "duration_s": duration, "cpu": cpu,
                      "cpu_sets": None if fsets is None else {e.name: fsets[e.name] for e in cpu},
-                     "model_rates": model_rates}
+                     "model_rates": model_rates, "known": known}
     if not models:
         slots = ray.data.TaskPoolStrategy(size=min(workers, blocks))  # no idle slots (Ray warns of them)
         ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1, compute=slots)
@@ -178,10 +179,12 @@ def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     return ds, [e.name for e in cpu + models]
 
 
-def iter_pooled(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]]):
+def iter_pooled(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]],
+                known: set[str] | None = None):
     """Prediction's pass: yields numpy batches with ``relpath`` (a full path or URI),
-    ``content_hash``, ``status:<kind>`` and ``pooled:<kind>`` [shape=(n, 2d)]; writes nothing."""
-    ds, _ = _dataset(config, extractors, todo, None, None)
+    ``content_hash``, ``status:<kind>`` (STORED for a file whose hash is in ``known``) and
+    ``pooled:<kind>`` [shape=(n, 2d)]; writes nothing."""
+    ds, _ = _dataset(config, extractors, todo, None, None, known)
     try:
         yield from ds.iter_batches(batch_size=None, batch_format="numpy")
     except Exception as exc:
@@ -197,7 +200,7 @@ def _run(config: Config, work: Plan, tick: Callable[[int], None] | None = None) 
             for column in out:
                 if column.startswith("seconds:"):
                     step = column.split(":", 1)[1]
-                    work.seconds[step] = work.seconds.get(step, 0.0) + float(np.sum(out[column]))
+                    work.seconds[step] = work.seconds.get(step, 0.0) + float(np.nansum(out[column]))  # a column only some blocks have is NaN in the others
             for name in names:
                 if f"device:{name}" in out:
                     work.reports[name].devices.update(str(d) for d in out[f"device:{name}"])

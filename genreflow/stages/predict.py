@@ -13,10 +13,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from genreflow.data.decode import Decoded
 from genreflow.errors import AudioDecodeError, ConfigError
 from genreflow.features import Extractor, from_recipe
 from genreflow.model.classifiers import clip_proba
-from genreflow.core.fs import UnsupportedURIError, exists, not_regular_reason, redact_uri
+from genreflow.core.fs import UnsupportedURIError, exists, redact_uri
 from genreflow.data.discovery import list_audio
 
 
@@ -96,7 +97,8 @@ def model_extractors(bundle, overrides: Mapping[str, Mapping[str, Any]] | None =
 
 class ClipFeatures:
     """Turns files into the feature rows a model expects (one per clip, or one per segment),
-    from the store when every kind is there."""
+    from the store when every kind is there. Each file is read once: hashed (with a store)
+    and decoded from the same bytes."""
 
     def __init__(self, extractors: list[Extractor], segment_s: float | None = None, threads: int | None = None) -> None:
         self.extractors = extractors
@@ -111,55 +113,44 @@ class ClipFeatures:
             self._states = {e.name: e.load(self.threads) for e in self.extractors}
         return self._states
 
+    def known(self, data_dir: str | None) -> set[str] | None:
+        """The content hashes ``data_dir``'s store holds for every kind (one column read per
+        kind), or None when there is no such store (then files are decoded without a hash)."""
+        from genreflow.store.featureset import stored_keys
+
+        if not data_dir:
+            return None
+        sets = [e.feature_set(data_dir) for e in self.extractors]
+        if not all(exists(fset.location) for fset in sets):
+            return None
+        return set.intersection(*(stored_keys(fset) for fset in sets))
+
     def stored(self, data_dir: str | None, keys: set[str]) -> dict[str, np.ndarray]:
         """content_hash -> rows, for the keys stored for every kind in ``data_dir``'s store."""
         from genreflow.model.pooling import clip_rows
 
         if not data_dir or not keys:
             return {}
-        sets = [(e.feature_set(data_dir), e.frame_seconds) for e in self.extractors]
-        if not all(exists(fset.location) for fset, _ in sets):
-            return {}
-        return clip_rows(sets, keys, self.segment_s)
+        return clip_rows([(e.feature_set(data_dir), e.frame_seconds) for e in self.extractors], keys, self.segment_s)
 
-    def rows(self, path: str, stored: Mapping[str, np.ndarray], key: str | None = None) -> tuple[np.ndarray, bool]:
-        """(feature rows [shape=(n_segments or 1, D)], True if they came from the store)."""
+    def decode(self, path: str, known: set[str] | None = None) -> Decoded:
+        """One read of ``path``; a file whose hash is in ``known`` comes back undecoded (stored)."""
         from genreflow.core.fs import locate
         from genreflow.data.decode import read_and_decode
+
+        return read_and_decode(locate(path), duration_s=self.extractors[0].audio.duration_s, need_hash=False,
+                               known=known)
+
+    def rows(self, decoded: Decoded) -> np.ndarray:
+        """Feature rows [shape=(n_segments or 1, D)] of a decoded file."""
         from genreflow.model.pooling import KindFrames, combine_kinds
 
-        if key and key in stored:
-            return stored[key], True
-        decoded = read_and_decode(locate(path), duration_s=self.extractors[0].audio.duration_s, expected_hash=key,
-                                  need_hash=False)
         kinds = []
         for e in self.extractors:
             wave = decoded.at(e.sample_rate, e.audio.duration_s)
             array, valid = e.compute(self.states[e.name], wave.samples, wave.n_valid)
             kinds.append(KindFrames(e.kind.frames(array), int(valid), e.frame_seconds))
-        return combine_kinds(kinds, self.segment_s), False
-
-
-def _hash(path: str) -> str | None:
-    """sha256 of a file, or None when it cannot be read as one (reported when it is decoded).
-    FIFOs and devices are never opened: reading them would hang or never end."""
-    from genreflow.core.fs import locate, sha256_and_size
-
-    try:
-        loc = locate(path)
-        if not_regular_reason(loc):
-            return None
-        return sha256_and_size(loc)[0]
-    except (OSError, ValueError):  # an unknown URI scheme: its own error row when it is decoded
-        return None  # reported with its reason when decoded
-
-
-def hash_all(paths: list[str], workers: int) -> dict[str, str | None]:
-    """sha256 of every file (threads: hashing releases the GIL and is I/O-bound on object stores)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return dict(zip(paths, pool.map(_hash, paths)))
+        return combine_kinds(kinds, self.segment_s)
 
 
 def clip_probability(bundle, rows: np.ndarray) -> np.ndarray:
@@ -203,36 +194,61 @@ def predict_stream(files: list[str], bundle, extractors: list[Extractor],
                    emit: Callable[[list[Prediction]], None], *, data_dir: str | None = None,
                    config: Any = None) -> PredictSummary:
     """Predict every file of ``files`` (as ``collect_paths`` lists them), handing results to
-    ``emit`` in batches as soon as they are known: stored features first (from ``data_dir``'s
-    store), then the rest in-process (a handful, or without a ``config``) or through the Ray
-    pipeline with ``config.workers``."""
+    ``emit`` in batches as soon as they are known, in-process (a handful of files, or without a
+    ``config``) or through the Ray pipeline with ``config.workers``. Each file is read once:
+    where ``data_dir`` has a store, the reader hashes it first and a file stored for every kind
+    is predicted from the store instead of being decoded."""
     summary = PredictSummary(files=len(files))
     features = ClipFeatures(extractors, bundle.segment_s)
     workers = config.n_workers if config is not None else 1
-    has_store = bool(data_dir) and any(exists(e.feature_set(data_dir).location) for e in extractors)
-    keys = hash_all(files, workers) if has_store else {}
-    stored = features.stored(data_dir, {k for k in keys.values() if k}) if has_store else {}
-    hits = [f for f in files if keys.get(f) in stored]
-    if hits:
-        emit([to_prediction(f, bundle, clip_probability(bundle, stored[keys[f]]), cached=True) for f in hits])
-        summary.cached = len(hits)
-    hit_set = set(hits)
-    misses = [f for f in files if f not in hit_set]
+    from_store = StoreHits(features, data_dir, bundle, emit, summary)
     # the Ray pass pools whole clips; segment models and a handful of files stay in this process
-    small = len(misses) <= in_process_limit(extractors) or workers <= 1 or bundle.segment_s
+    small = len(files) <= in_process_limit(extractors) or workers <= 1 or bundle.segment_s
     count = _in_process if small else _with_ray
     summary.path = "in-process" if count is _in_process else "ray"
-    failed = count(misses, keys, stored, bundle, features, config, emit)
-    summary.failed, summary.computed = failed, len(misses) - failed
+    summary.failed = count(files, from_store, bundle, features, config, emit)
+    summary.computed = len(files) - summary.failed - summary.cached
     return summary
 
 
-def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
+class StoreHits:
+    """Files found in the store by their hash, predicted from it a batch at a time (one read
+    of the store per batch). A stored key whose rows the store cannot give (a shard lost since)
+    is computed after all."""
+
+    def __init__(self, features: ClipFeatures, data_dir: str | None, bundle, emit, summary: PredictSummary) -> None:
+        self.features, self.data_dir, self.bundle, self.emit, self.summary = features, data_dir, bundle, emit, summary
+        self.known = features.known(data_dir)
+        self.pending: list[tuple[str, str]] = []  # (path, content hash)
+
+    def add(self, path: str, key: str) -> None:
+        self.pending.append((path, key))
+
+    def flush(self) -> list[str]:
+        """Emit the pending files' predictions; returns the paths the store could not give."""
+        pending, self.pending = self.pending, []
+        stored = self.features.stored(self.data_dir, {key for _, key in pending})
+        found = [(path, key) for path, key in pending if key in stored]
+        if found:
+            self.emit([to_prediction(p, self.bundle, clip_probability(self.bundle, stored[k]), cached=True)
+                       for p, k in found])
+            self.summary.cached += len(found)
+        return [path for path, key in pending if key not in stored]
+
+
+FLUSH_EVERY = 64  # stored files predicted together (one read of the store)
+
+
+def _in_process(files, from_store, bundle, features, config, emit, known=None) -> int:
+    known = from_store.known if known is None else known
     failed = 0
-    for path in files:
+    for n, path in enumerate(files, 1):
         try:
-            rows, _ = features.rows(path, stored, keys.get(path))
-            emit([to_prediction(path, bundle, clip_probability(bundle, rows))])
+            decoded = features.decode(path, known)
+            if decoded.stored:
+                from_store.add(path, decoded.content_hash)
+            else:
+                emit([to_prediction(path, bundle, clip_probability(bundle, features.rows(decoded)))])
         except (AudioDecodeError, UnsupportedURIError) as exc:
             emit([Prediction(path, error=str(exc))])
             failed += 1
@@ -243,29 +259,38 @@ def _in_process(files, keys, stored, bundle, features, config, emit) -> int:
         except (ValueError, RuntimeError) as exc:  # feature maths on odd audio
             emit([Prediction(path, error=f"feature extraction failed: {exc}")])
             failed += 1
+        if len(from_store.pending) >= FLUSH_EVERY or n == len(files):
+            failed += _recompute(from_store.flush(), from_store, bundle, features, config, emit)
     return failed
 
 
-def _with_ray(files, keys, stored, bundle, features, config, emit) -> int:
+def _recompute(lost: list[str], from_store, bundle, features, config, emit) -> int:
+    return _in_process(lost, from_store, bundle, features, config, emit, known=set()) if lost else 0
+
+
+def _with_ray(files, from_store, bundle, features, config, emit) -> int:
     from genreflow.stages.extract import iter_pooled
-    from genreflow.stages.workers import OK, todo_row
+    from genreflow.stages.workers import OK, STORED, todo_row
     from genreflow.stages.session import ray_session
 
     kinds = [e.name for e in features.extractors]
-    todo = [todo_row(keys.get(f) or "", f, kinds) for f in files]
+    todo = [todo_row("", f, kinds) for f in files]
     failed = 0
     with ray_session(config.address, config.n_workers):
-        for batch in iter_pooled(config, features.extractors, todo):
+        for batch in iter_pooled(config, features.extractors, todo, known=from_store.known):
             done, rows, results = [], [], []
             for i, (path, key) in enumerate(zip(batch["relpath"], batch["content_hash"])):
-                parts, error = [], ""
+                parts, error, stored = [], "", True
                 for e in features.extractors:
                     status = batch.get(f"status:{e.name}", np.array([""] * len(batch["relpath"])))[i]
+                    stored = stored and status == STORED
                     if status == OK:
                         parts.append(batch[f"pooled:{e.name}"][i])
-                    else:
+                    elif status != STORED:
                         error = error or str(status) or "not computed"
-                if error:
+                if stored:
+                    from_store.add(str(path), str(key))
+                elif error:
                     results.append(Prediction(str(path), error=error))
                     failed += 1
                 else:
@@ -274,5 +299,6 @@ def _with_ray(files, keys, stored, bundle, features, config, emit) -> int:
                 _, probas = clip_proba(bundle.pipeline, np.stack(rows), np.arange(len(rows)), len(bundle.genres))
                 for slot, proba in zip(done, probas):
                     results[slot] = to_prediction(str(batch["relpath"][slot]), bundle, proba)
-            emit(results)
+            emit([r for r in results if r is not None])
+            failed += _recompute(from_store.flush(), from_store, bundle, features, config, emit)
     return failed

@@ -18,6 +18,7 @@ from genreflow.features import Extractor
 from genreflow.store.featureset import FeatureSet, shard_table, write_shard
 
 TODO, OK = "todo", "ok"  # per-kind status of a row; anything else is the reason it failed
+STORED = "stored"  # prediction: the file's hash is in the store, nothing was decoded
 
 
 def todo_row(content_hash: str, relpath: str, kinds: Sequence[str]) -> dict[str, str]:
@@ -89,16 +90,19 @@ class Results:
 
 def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration_s: float,
                  cpu: Sequence[Extractor], cpu_sets: dict[str, FeatureSet] | None,
-                 model_rates: Sequence[int]) -> dict[str, np.ndarray]:
+                 model_rates: Sequence[int], known: set[str] | None = None) -> dict[str, np.ndarray]:
     """Ray Data task: read + decode each file once, run the CPU extractors it lacks (one shard
     per kind, or pooled vectors when ``cpu_sets`` is None), and hand the signal at each model
-    rate on to the actors. ``relpath`` is under DATA/raw, or a full path/URI without data_dir."""
+    rate on to the actors. ``relpath`` is under DATA/raw, or a full path/URI without data_dir.
+    ``known`` (prediction with a store): a file whose hash is there is marked STORED, undecoded;
+    the ``content_hash`` column returns each file's hash."""
     from genreflow.core.fs import locate
     from genreflow.core.layout import Layout
     from genreflow.data.decode import read_and_decode
 
     raw = Layout.of(data_dir).raw if data_dir else None
     n = len(batch["content_hash"])
+    hashes = [str(k) for k in batch["content_hash"]]
     kinds = [kinds_of(k) for k in batch["kinds"]]
     status = {e.name: [""] * n for e in cpu}
     model_status = [""] * n
@@ -114,13 +118,19 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
             loc = raw.join(str(rel)) if raw is not None else locate(str(rel))
             with _timed(spent, "read + decode"):
                 decoded = read_and_decode(loc, duration_s=duration_s, expected_hash=str(key) if key else None,
-                                          need_hash=cpu_sets is not None)  # prediction stores nothing
+                                          need_hash=cpu_sets is not None, known=known)  # prediction stores nothing
         except Exception as exc:  # never let one file sink the batch
             reason = str(exc) if isinstance(exc, AudioDecodeError) else \
                 f"unexpected error while decoding: {type(exc).__name__}: {exc}"
             for e in wanted_cpu:
                 status[e.name][i] = reason
             model_status[i] = reason if wants_model else ""
+            continue
+        hashes[i] = decoded.content_hash or hashes[i]
+        if decoded.stored:
+            for e in wanted_cpu:
+                status[e.name][i] = STORED
+            model_status[i] = STORED if wants_model else ""
             continue
         prepared: dict[int, Any] = {}
 
@@ -144,7 +154,7 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
             for rate in model_rates:
                 wave = at(rate)
                 waves[rate][i], n_valid[rate][i] = wave.samples, wave.n_valid
-    out = {"content_hash": batch["content_hash"], "relpath": batch["relpath"], "kinds": batch["kinds"],
+    out = {"content_hash": np.array(hashes, dtype=object), "relpath": batch["relpath"], "kinds": batch["kinds"],
            "model_status": np.array(model_status, dtype=object)}
     for e in cpu:
         with _timed(spent, "shard writes"):
