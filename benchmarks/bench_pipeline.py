@@ -201,25 +201,16 @@ def run_round(ctx: dict[str, Any], repeat: int) -> list[dict[str, Any]]:
     precision of ``--precisions``), in a rotating order."""
     units = [(u, p) for u in ("plain", "genreflow", "limit") if u not in ctx["skip"]
              for p in (ctx["precisions"] if u != "genreflow" else ("",))]
-    units = units[repeat % len(units):] + units[: repeat % len(units)]
-    rows = []
-    for unit, precision in units:
+
+    def run_unit(unit: str, precision: str) -> list[dict[str, Any]]:
         tag = f"n{ctx['n']}-r{repeat}"
-        if unit == "plain":
-            new = [run_plain(ctx, tag, precision)]
-        elif unit == "limit":
-            new = [run_limit(ctx, tag, precision)]
-        else:
-            new = [row for w in ctx["workers"] for row in run_genreflow(ctx, tag, w)]
-        for row in new:
-            row.update(clips=ctx["n"], repeat=repeat)
-            label = row_key(row).replace("@", " w=").replace("-", " ")
-            print(f"  [{ctx['n']} clips, round {repeat + 1}] {label:10s} {row['wall_s']:8.2f} s  "
-                  f"peak RSS {row['peak_rss_gib']:.2f} GiB  CPU used {100 * row['cpu_utilisation']:3.0f}%, "
-                  f"by others {100 * row['foreign_cpu_share']:3.0f}%"
-                  f"{'' if row['ok'] else '  CHECK FAILED'}", flush=True)
-        rows.extend(new)
-    return rows
+        rows = ([run_plain(ctx, tag, precision)] if unit == "plain" else
+                [run_limit(ctx, tag, precision)] if unit == "limit" else
+                [row for w in ctx["workers"] for row in run_genreflow(ctx, tag, w)])
+        return [dict(row, clips=ctx["n"]) for row in rows]
+
+    return support.run_round(units, repeat, run_unit,
+                             lambda row: row_key(row).replace("@", " w=").replace("-", " "), f"{ctx['n']} clips, ")
 
 
 def row_key(row: dict[str, Any]) -> str:
@@ -250,13 +241,7 @@ def summarize(rows: list[dict[str, Any]], n: int, audio_s: float) -> dict[str, A
             "foreign_cpu_share": round(statistics.median(r["foreign_cpu_share"] for r in group), 3),
             "all_checks_ok": all(r["ok"] for r in group),
         }
-        if group[0].get("stages"):
-            entry["stages_s"] = {k: round(statistics.median(r["stages"][k] for r in group), 3)
-                                 for k in group[0]["stages"]}
-        if group[0]["kind"] == "plain":
-            entry["steps_s"] = {k: round(statistics.median(r["detail"]["steps_s"][k] for r in group), 3)
-                                for k in group[0]["detail"]["steps_s"]}
-            entry["model_load_s"] = round(statistics.median(r["detail"]["model_load_s"] for r in group), 3)
+        entry.update(support.median_breakdown(group))
         out[key] = entry
     plain, plain_bf16 = out.get("plain"), out.get("plain-bf16")
     for key, entry in out.items():

@@ -325,6 +325,40 @@ class TreeMemorySampler(threading.Thread):
             self._stop_event.wait(self.interval)
 
 
+def run_round(units: list, repeat: int, run_unit, label_of, prefix: str, extra=lambda row: "") -> list[dict[str, Any]]:
+    """One round of a side-by-side benchmark: ``run_unit(*unit)`` (a list of result rows) for each
+    unit, in an order rotated per round so slow drifts of a shared machine spread evenly; one
+    line per row as it finishes."""
+    units = units[repeat % len(units):] + units[: repeat % len(units)]
+    rows = []
+    for unit in units:
+        new = run_unit(*unit)
+        for row in new:
+            row["repeat"] = repeat
+            print(f"  [{prefix}round {repeat + 1}] {label_of(row):34s} {row['wall_s']:8.2f} s  "
+                  f"peak RSS {row['peak_rss_gib']:.2f} GiB  CPU used {100 * row['cpu_utilisation']:3.0f}%, "
+                  f"by others {100 * row['foreign_cpu_share']:3.0f}%{extra(row)}"
+                  f"{'' if row['ok'] else '  CHECK FAILED'}", flush=True)
+        rows.extend(new)
+    return rows
+
+
+def median_breakdown(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over a group of repeated rows of their stage and step breakdowns: ``stages_s``
+    (genreflow runs) and ``steps_s`` + ``model_load_s`` (the plain loop)."""
+    import statistics
+
+    out: dict[str, Any] = {}
+    if group[0].get("stages"):
+        out["stages_s"] = {k: round(statistics.median(r["stages"].get(k, 0.0) for r in group), 3)
+                           for k in group[0]["stages"]}
+    if group[0]["kind"] == "plain":
+        out["steps_s"] = {k: round(statistics.median(r["detail"]["steps_s"][k] for r in group), 3)
+                          for k in group[0]["detail"]["steps_s"]}
+        out["model_load_s"] = round(statistics.median(r["detail"]["model_load_s"] for r in group), 3)
+    return out
+
+
 def run_marker(label: str) -> str:
     return hashlib.sha256(f"{label}-{os.getpid()}-{time.time_ns()}".encode()).hexdigest()[:16]
 
