@@ -121,3 +121,58 @@ def test_predict_with_a_store_never_opens_a_fifo_or_a_device(hostile, tmp_path):
     assert rows.loc[str(mixed / "good.wav"), "error"] == "" and rows.loc[str(mixed / "good.wav"), "cached"]
     assert rows.loc[str(mixed / "pipe.wav"), "error"].startswith("not a regular file (a FIFO")
     assert rows.loc[str(mixed / "zero.wav"), "error"].startswith("not a regular file (a character device")
+
+
+@pytest.mark.parametrize("with_store", [False, True])
+def test_a_truncated_wav_is_refused_by_predict_as_by_index(hostile, tmp_path, with_store):
+    """L7: a WAV whose header declares more audio than the file holds gets index's reason in its
+    row (with and without a store, i.e. through both readers), never a confident genre."""
+    root, inbox = hostile
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    whole = sorted((root / "raw" / "path").glob("*.wav"))[0].read_bytes()
+    (folder / "cut.wav").write_bytes(whole[: len(whole) // 3])  # header still says the full length
+    shutil.copy(sorted((root / "raw" / "path").glob("*.wav"))[1], folder / "fine.wav")
+    store_dir = root if with_store else root / "nowhere"
+    result = CliRunner().invoke(main, ["predict", str(folder), "--model", str(root / "processed" / "classifier_model.zip"),
+                                       "--data-dir", str(store_dir), "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    rows = {r["path"]: r for r in json.loads(result.stdout)}
+    assert rows[str(folder / "cut.wav")]["error"].startswith("truncated: header declares")
+    assert rows[str(folder / "cut.wav")]["genre"] == "" and rows[str(folder / "fine.wav")]["error"] == ""
+
+
+def test_out_to_an_object_store_is_one_line(hostile, tmp_path):
+    """L9: --out s3://... is not a missing local folder; it says that only local files are written."""
+    root, inbox = hostile
+    result = _predict(root, inbox, "--out", "s3://bucket/predictions.csv")
+    assert result.exit_code == 2
+    assert "only" in result.output and "local file" in result.output and "s3:/bucket" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
+    """L9: an OSError from a write carries no file name; the atomic writer adds it."""
+    import errno
+    import os
+
+    from genreflow.core.fs import atomic_write_bytes, locate
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "model.zip"
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(locate(str(target)), b"x" * 100)
+    assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []  # no temp file left
+
+
+def test_workers_capped_from_the_configuration_is_not_called_a_flag(hostile, tmp_path):
+    """L9: a TOML `workers` beyond the CPUs is named as the configuration's, not as --workers."""
+    root, _ = hostile
+    toml = tmp_path / "many.toml"
+    toml.write_text("workers = 4096\n" + (root / "genreflow.toml").read_text())  # a top-level key
+    result = CliRunner().invoke(main, ["status", "--data-dir", str(root), "--config", str(toml)])
+    assert "workers = 4096 (from the configuration) capped" in result.output and "--workers 4096" not in result.output

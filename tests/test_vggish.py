@@ -179,3 +179,21 @@ def test_configure_tf_threads_tolerates_repeat_calls(model) -> None:
     vggish.configure_tf_threads(3)  # TF already running: ignored, not an error
     with pytest.raises(ValueError, match="threads=0"):
         vggish.configure_tf_threads(0)
+
+
+def test_tfhub_cache_defaults_to_a_folder_of_this_user(tmp_path, monkeypatch):
+    """M17: not tensorflow_hub's shared /tmp/tfhub_modules, where another local user could plant
+    a model under the official handle's name; tensorflow_hub is told through the environment."""
+    import os
+    import tempfile
+
+    from genreflow.features import vggish_tf
+
+    monkeypatch.setenv("TFHUB_CACHE_DIR", "")  # unset (and restored afterwards)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    expected = str(tmp_path / "xdg" / "genreflow" / "tfhub")
+    assert vggish_tf.hub_cache_dir() == expected and os.environ["TFHUB_CACHE_DIR"] == expected
+    entry = vggish_tf._cache_entry(vggish_tf.DEFAULT_HANDLE)
+    assert entry.startswith(expected) and not entry.startswith(os.path.join(tempfile.gettempdir(), "tfhub_modules"))
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice wins
+    assert vggish_tf.hub_cache_dir() == str(tmp_path / "mine")

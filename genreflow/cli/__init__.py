@@ -71,8 +71,10 @@ def _options(*extra: Callable, data_dir_default: str | None = None) -> Callable:
             _classifier_overrides(overrides, kwargs, config_path)
             config = load_config(config_path, overrides)
             if config.workers > config.n_workers:
-                click.secho(f"note: --workers {config.workers} capped at the {config.n_workers} CPUs this machine "
-                            "gives genreflow.", fg="yellow", err=True)
+                origin = f"--workers {config.workers}" if workers is not None else \
+                    f"workers = {config.workers} (from the configuration)"
+                click.secho(f"note: {origin} capped at the {config.n_workers} CPUs this machine gives genreflow.",
+                            fg="yellow", err=True)
             return func(config=config, **kwargs)
 
         for option in reversed(extra):

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 from typing import Iterable, Sequence
 
 from genreflow.errors import ConfigError
@@ -26,6 +27,9 @@ class ResultWriter:
         fmt = FORMATS.get(os.path.splitext(path)[1].lower())
         if fmt is None:
             raise ConfigError(f"--out={path!r} is invalid: must end in .csv, .jsonl or .parquet.")
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+            raise ConfigError(f"--out={path!r} is invalid: predictions are written to a local file only; write one "
+                              "here and copy it to the object store (e.g. `aws s3 cp`).")
         self.path, self.fmt, self.genres = path, fmt, list(genres)
         self.stream_path = path + ".partial.jsonl" if fmt == "parquet" else path
         parent = os.path.dirname(os.path.abspath(path))
@@ -43,16 +47,30 @@ class ResultWriter:
         self.rows = 0
 
     def write(self, predictions: Iterable) -> None:
-        for p in predictions:
-            row = prediction_row(p, self.genres)
-            if self._csv is not None:
-                self._csv.writerow(row)
-            else:
-                self._handle.write(json.dumps(row) + "\n")
-            self.rows += 1
-        self._handle.flush()
+        try:
+            for p in predictions:
+                row = prediction_row(p, self.genres)
+                if self._csv is not None:
+                    self._csv.writerow(row)
+                else:
+                    self._handle.write(json.dumps(row) + "\n")
+                self.rows += 1
+            self._handle.flush()
+        except OSError as exc:  # a full disk: name the file (the OSError of a write names none)
+            raise OSError(exc.errno, exc.strerror, exc.filename or self.stream_path) from None
 
     def close(self) -> None:
+        try:
+            self._finish()
+        except OSError as exc:
+            if self.fmt == "parquet" and os.path.exists(self.stream_path):
+                import click
+
+                click.secho(f"note: the {self.rows} rows predicted are kept in {self.stream_path}.", fg="yellow",
+                            err=True)
+            raise OSError(exc.errno, exc.strerror, exc.filename or self.path) from None
+
+    def _finish(self) -> None:
         self._handle.close()
         if self.fmt == "parquet":
             import pandas as pd

@@ -325,9 +325,11 @@ def atomic_write_bytes(loc: Location, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, loc.path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not exc.filename:  # a full disk: say which file could not be written
+            raise OSError(exc.errno, exc.strerror, loc.path) from None
         raise
 
 

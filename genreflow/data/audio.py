@@ -254,7 +254,20 @@ def ogg_truncation(tail: bytes) -> str | None:
     return None
 
 
-def _head_and_tail(source: str) -> tuple[bytes, bytes, int]:
+def truncation(header: bytes, tail: bytes, file_size: int) -> str | None:
+    """Why a file's raw bytes say it was cut short (WAV, MP3 with a Xing/VBRI header, Ogg), or
+    None: a decoder hides this, returning the frames it has. ``header``/``tail`` are its first
+    HEAD_BYTES and last TAIL_BYTES."""
+    magic = header[:4]
+    if magic == b"OggS":
+        return ogg_truncation(tail)
+    if magic.startswith(_NON_MP3_MAGIC):
+        return wav_truncation(header, file_size)
+    return mp3_truncation(header, file_size)
+
+
+def head_and_tail(source: str) -> tuple[bytes, bytes, int]:
+    """The first HEAD_BYTES, the last TAIL_BYTES and the size of a local file (two short reads)."""
     with open(source, "rb") as handle:
         head = handle.read(HEAD_BYTES)
         size = handle.seek(0, os.SEEK_END)
@@ -274,7 +287,7 @@ def inspect_audio(source: str | BinaryIO, header: bytes | None = None, file_size
     """
     if isinstance(source, str) and (header is None or file_size is None or tail is None):
         try:
-            header, tail, file_size = _head_and_tail(source)
+            header, tail, file_size = head_and_tail(source)
         except IsADirectoryError:
             raise AudioDecodeError("is a folder, not an audio file") from None
         except PermissionError:
@@ -284,13 +297,7 @@ def inspect_audio(source: str | BinaryIO, header: bytes | None = None, file_size
     header, tail = header or b"", tail or b""
     if not file_size:
         raise AudioDecodeError("empty file (0 bytes)")
-    magic = header[:4]
-    if magic == b"OggS":
-        reason = ogg_truncation(tail)
-    elif magic.startswith(_NON_MP3_MAGIC):
-        reason = wav_truncation(header, file_size)
-    else:
-        reason = mp3_truncation(header, file_size)
+    reason = truncation(header, tail, file_size)
     if reason:
         raise AudioDecodeError(reason)
     with quiet_native_stderr(_might_use_mpg123(source, header)), _open(source) as handle:

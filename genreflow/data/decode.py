@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genreflow.data.audio import decode_mono, prepare
+from genreflow.data.audio import HEAD_BYTES, TAIL_BYTES, decode_mono, head_and_tail, prepare, truncation
 from genreflow.errors import AudioDecodeError
 from genreflow.core.fs import Location, not_regular_reason
 
@@ -168,6 +168,7 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
                 raise AudioDecodeError("not a regular file: skipped unopened")
             size = int(info.size or 0)
         if expected_hash is None and not need_hash and known is None and loc.local:
+            _check_whole(*head_and_tail(loc.path))
             with open(loc.path, "rb") as handle:  # Python's open takes any bytes of a name (surrogates)
                 samples, sample_rate = decode_mono(handle, duration_s=duration_s)
             return Decoded(samples, sample_rate, "")
@@ -183,6 +184,7 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
                         from None
                 raise
             digest, _ = reader.finish()
+            _check_whole(reader.head, reader.tail, size)
     except FileNotFoundError:
         raise AudioDecodeError("deleted since `genreflow index`: re-run it" if expected_hash else "no such file") from None
     except IsADirectoryError:
@@ -192,6 +194,14 @@ def read_and_decode(loc: Location, *, duration_s: float, expected_hash: str | No
     if expected_hash is not None and digest != expected_hash:
         raise AudioDecodeError("changed since `genreflow index` (content hash differs): re-run it")
     return Decoded(samples, sample_rate, digest)
+
+
+def _check_whole(head: bytes, tail: bytes, size: int) -> None:
+    """The truncation checks ``index`` makes: a cut file is refused here too (a decoder would
+    return the frames it has, and predict would label a fraction of the song)."""
+    reason = truncation(head[:HEAD_BYTES], tail[-TAIL_BYTES:], size)
+    if reason:
+        raise AudioDecodeError(reason)
 
 
 def _hash_then_decode(loc: Location, size: int, duration_s: float, known: Container[str]) -> Decoded:
@@ -204,6 +214,7 @@ def _hash_then_decode(loc: Location, size: int, duration_s: float, known: Contai
         digest, _ = reader.finish()
         if digest in known:
             return Decoded(np.zeros(0, np.float32), 0, digest, stored=True)
+        _check_whole(reader.head, reader.tail, size)
         reader.seek(0)
         try:
             samples, sample_rate = decode_mono(reader, duration_s=duration_s)

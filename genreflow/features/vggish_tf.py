@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +95,20 @@ def _check_local(handle: str) -> Path:
     return path
 
 
+def hub_cache_dir() -> str:
+    """TFHUB_CACHE_DIR, defaulting to a folder of this user's (``$XDG_CACHE_HOME`` or ~/.cache,
+    then ``genreflow/tfhub``) rather than tensorflow_hub's ``/tmp/tfhub_modules``, where any
+    local user of a shared host could plant a model under the official handle's name. Set in
+    the environment, so tensorflow_hub (in this process and in Ray's workers) uses it too."""
+    if not os.environ.get("TFHUB_CACHE_DIR"):
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["TFHUB_CACHE_DIR"] = os.path.join(base, "genreflow", "tfhub")
+    return os.environ["TFHUB_CACHE_DIR"]
+
+
 def _cache_entry(handle: str) -> str:
     """Where tensorflow_hub keeps (or would keep) the unpacked model of a URL handle."""
-    cache = os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "tfhub_modules")
-    return os.path.join(cache, hashlib.sha1(handle.encode("utf8")).hexdigest())
+    return os.path.join(hub_cache_dir(), hashlib.sha1(handle.encode("utf8")).hexdigest())
 
 
 def _cache_hint(handle: str) -> str:
@@ -161,6 +170,7 @@ def load_model(handle: str, threads: int | None = None, precision: str = "fp32")
     except Exception as exc:  # a broken install: one line with the cause, as for a bad model
         raise _load_error(handle, _short_reason(exc)) from exc
     set_precision(precision)
+    hub_cache_dir()
     try:
         folder = hub.resolve(target) if _is_remote(handle) else target  # the cache entry of a URL
     except Exception as exc:  # offline, HTTP error...
