@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from genreflow.config import Config, extractors_for
+from genreflow.core.console import display_name
 from genreflow.core.timing import Timings
 
 
@@ -17,6 +18,7 @@ def run_index_command(config: Config) -> dict:
     from genreflow.stages.index import run_index
     from genreflow.core.layout import Layout
     from genreflow.core.tables import format_table
+    from genreflow.cli.outputs import echo_index_files
 
     import os
 
@@ -28,17 +30,8 @@ def run_index_command(config: Config) -> dict:
     click.echo(format_table(["genre", "valid", "invalid", "duplicates", "train", "val"],
                             summary_rows(index, splits)))
     for warning in result["warnings"]:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
-    if index["invalid"]:
-        click.echo(f"\n{len(index['invalid'])} invalid file(s) skipped:")
-        for item in index["invalid"]:
-            click.echo(f"  {item['relpath']}: {item['reason']}")
-    if index["ignored"]:
-        click.echo(f"{len(index['ignored'])} ignored file(s) (not .wav/.mp3/.flac/.ogg or outside a genre folder):")
-        for relpath in index["ignored"][:20]:
-            click.echo(f"  {relpath}")
-        if len(index["ignored"]) > 20:
-            click.echo(f"  ... and {len(index['ignored']) - 20} more (see 'ignored' in {layout.index_json})")
+        click.secho(f"warning: {display_name(warning)}", fg="yellow", err=True)
+    echo_index_files(index, layout.index_json)
     click.echo(f"\nwrote {layout.index_json}, {layout.index_parquet} and {layout.splits_json}")
     return result
 
@@ -81,7 +74,7 @@ def run_features_command(config: Config, kinds: list[str], timings: Timings | No
     for report in reports:
         click.echo(report.line())
         for item in report.failed:
-            click.echo(f"  failed {item['relpath']}: {item['reason']}")
+            click.echo(display_name(f"  failed {item['relpath']}: {item['reason']}"))
     if not files:
         raise DataError(f"The index of {config.data_dir} holds no valid audio files: add audio to "
                         f"raw/<genre>/ and run `genreflow index --data-dir {config.data_dir}`.")
@@ -331,7 +324,7 @@ def run_status_command(config: Config) -> dict:
     keys = {f["content_hash"] for f in index["files"]}
     click.echo(f"data: {layout.root}")
     click.echo(f"index: {len(index['files'])} valid files ({len(keys)} unique), {len(index['invalid'])} invalid, "
-               f"{len(index['genres'])} genres: {', '.join(index['genres'])}")
+               f"{len(index['genres'])} genres: {', '.join(display_name(g) for g in index['genres'])}")
     if exists(layout.splits_json):
         splits = read_splits(config.data_dir)
         click.echo(f"splits: {len(splits['train'])} train / {len(splits['val'])} val (seed {splits['seed']})")

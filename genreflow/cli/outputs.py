@@ -1,4 +1,5 @@
-"""Prediction results as they come: CSV, JSON Lines or Parquet files, and console formats.
+"""Prediction results as they come: CSV, JSON Lines or Parquet files, and console formats;
+and the capped lists of invalid and ignored files ``index`` prints.
 
 CSV and JSON Lines are appended and flushed row batch by row batch, so a killed ``predict``
 leaves a readable prefix. Parquet cannot be read without its footer, so its rows stream into
@@ -12,12 +13,13 @@ import io
 import json
 import os
 import re
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from genreflow.errors import ConfigError
 from genreflow.stages.predict import prediction_columns, prediction_row, printable_path
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+LIST_LIMIT = 20  # file names printed per list; the index file holds them all
 
 
 class ResultWriter:
@@ -100,3 +102,36 @@ def format_predictions(results: list, genres: list[str], fmt: str) -> str:
     rows = [[printable_path(r.path), r.genre or "-", r.probability if not r.error else "-", r.error]
             for r in results]
     return format_table(["file", "genre", "probability", "error"], rows)
+
+
+def capped_lines(items: Sequence[str], what: str, key: str, index_json: object, limit: int = LIST_LIMIT) -> list[str]:
+    """The first ``limit`` items, indented and escaped (``display_name``), then one line for the
+    rest: 50,000 bad files must not become 50,000 lines; dataset_index.json holds every one."""
+    from genreflow.core.console import display_name
+
+    lines = [f"  {display_name(item)}" for item in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit:,} more {what}: see '{key}' in {index_json}")
+    return lines
+
+
+def index_file_lines(index: dict[str, Any], index_json: object, limit: int = LIST_LIMIT) -> list[str]:
+    """What ``index`` prints below its table about invalid and ignored files, each list capped."""
+    lines: list[str] = []
+    invalid, ignored = index["invalid"], index["ignored"]
+    if invalid:
+        lines.append(f"\n{len(invalid)} invalid file(s) skipped:")
+        lines += capped_lines([f"{r['relpath']}: {r['reason']}" for r in invalid], "invalid files", "invalid",
+                              index_json, limit)
+    if ignored:
+        lines.append(f"{len(ignored)} ignored file(s) (not .wav/.mp3/.flac/.ogg or outside a genre folder):")
+        lines += capped_lines(ignored, "ignored files", "ignored", index_json, limit)
+    return lines
+
+
+def echo_index_files(index: dict[str, Any], index_json: object) -> None:
+    """Print ``index_file_lines`` (the call ``run_index_command`` makes after its warnings)."""
+    import click
+
+    for line in index_file_lines(index, index_json):
+        click.echo(line)

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -73,6 +74,39 @@ def quiet_import(module: str) -> Any:
 
     with quiet_native_stderr():
         return importlib.import_module(module)
+
+
+# invisible in a name and harmless to show as is: the joiners of Persian, Indic scripts and emoji
+_KEPT_FORMAT_CHARS = frozenset("\u200c\u200d")
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): as \xNN, like printable_path
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _unsafe(char: str) -> bool:
+    """Control characters, line/paragraph separators, lone surrogates and invisible format
+    characters (bidi overrides such as U+202E): they break a table's lines or spoof its text."""
+    category = unicodedata.category(char)
+    return category in ("Cc", "Zl", "Zp", "Cs") or (category == "Cf" and char not in _KEPT_FORMAT_CHARS)
+
+
+def display_name(text: object) -> str:
+    """A genre or file name (or a message holding one) as one visible line: newlines, tabs, other
+    control characters and bidi controls become escapes (``\\n``, ``\\t``, ``\\u202e``) so they
+    cannot break or spoof a table or a message; accents, CJK and spaces stay as they are."""
+    text = str(text)
+    if text.isprintable():  # the common case: nothing to escape (cheap for 50,000 names)
+        return text
+    return "".join(_escape_char(c) if _unsafe(c) else c for c in text)
 
 
 PIPE_INTERVAL_S = 10.0  # a progress line in a pipe or log at most this often

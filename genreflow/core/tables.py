@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from genreflow.core.console import display_name
+
 
 def _cell(value: Any) -> str:
+    """A cell as one visible line: a name with a newline, tab or bidi control would break the
+    table or spoof its neighbours, so such characters are shown escaped."""
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value)
+    return display_name(value)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-align the first column, right-align the others; returns lines joined by newlines."""
+    """Left-align the first column, right-align the others; returns lines joined by newlines.
+    Every cell (genre and file names included) goes through ``display_name``."""
+    headers = [display_name(h) for h in headers]
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 

@@ -33,7 +33,7 @@ from genreflow.data.decode import HashingReader
 from genreflow.data.discovery import Discovery, discover
 from genreflow.core.fs import (Location, atomic_write_bytes, atomic_write_text, not_regular_reason, open_input,
                  remove_stale_temps_tree)
-from genreflow.core.console import Progress
+from genreflow.core.console import Progress, display_name
 from genreflow.core.host import usable_cpus
 from genreflow.core.layout import Layout
 
@@ -210,7 +210,8 @@ def build_index(data_dir: str, workers: int, validate: Validator | None = None) 
         "invalid": invalid,
         "ignored": found.ignored,
         "params": {"extensions": list(EXTENSIONS), "genre_folders": found.genres},
-        "warnings": found.notes + _genre_notes(layout.raw, found, files) + conflict_notes,
+        # one visible line each: a genre or file name with a newline or U+202E is shown escaped
+        "warnings": [display_name(n) for n in found.notes + _genre_notes(layout.raw, found, files) + conflict_notes],
     }
 
 
