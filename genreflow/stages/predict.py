@@ -299,6 +299,6 @@ def _with_ray(files, from_store, bundle, features, config, emit) -> int:
                 _, probas = clip_proba(bundle.pipeline, np.stack(rows), np.arange(len(rows)), len(bundle.genres))
                 for slot, proba in zip(done, probas):
                     results[slot] = to_prediction(str(batch["relpath"][slot]), bundle, proba)
-            emit([r for r in results if r is not None])
+            emit(results)  # every slot is filled: stored files went to from_store, not here
             failed += _recompute(from_store.flush(), from_store, bundle, features, config, emit)
     return failed
