@@ -12,7 +12,7 @@ into a cache folder with genreflow.data.synth.genre_clip), alternating and repea
   auto = bf16 where the CPU has the flags, read back from the feature store to be sure);
 - genreflow warm: the same command again, everything cached;
 - limit (bench_musicnn_limit.py): the network alone on real log-mel patches, repeated to the
-  number of patches the N clips produce, 4 patches per call, 2 TensorFlow threads, fp32 and bf16.
+  number of patches the N clips produce, 16 patches per call (genreflow's default), 2 TensorFlow threads, fp32 and bf16.
 
 Each row gives wall s (median of --repeats; the limit times its model calls only, every other
 row the whole process as a user waits for it), CPU-s per clip, peak RSS and PSS summed over the
@@ -409,7 +409,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "limit-fp32, limit-bf16, bf16 (both bf16 rows)")
     p.add_argument("--genreflow-precision", choices=("auto", "fp32", "bf16"),
                    help="pass --precision to genreflow run (default: not passed; genreflow's auto applies)")
-    p.add_argument("--per-call", type=int, default=4, help="patches per model call of the limit (genreflow's 4)")
+    p.add_argument("--per-call", type=int, default=16, help="patches per model call of the limit (genreflow's default, 16)")
     p.add_argument("--limit-threads", type=int, default=2, help="TensorFlow threads of the limit (default 2)")
     p.add_argument("--limit-sample-clips", type=int, default=4, help="clips whose real patches the limit repeats")
     p.add_argument("--cache-dir", type=Path, default=support.DEFAULT_CACHE, help="where the clips are kept")

@@ -3,12 +3,12 @@
 The inputs are real log-mel patches (a few clips decoded at 16 kHz and turned into patches
 with genreflow's own ``log_mel``/``make_patches``, untimed), repeated until there are as many
 patches as the benchmark's N clips produce. They are fed as genreflow's actors feed them:
-``patches_per_call`` (default 4, genreflow's ``[musicnn] patches_per_call``) patches per call,
+``patches_per_call`` (default 16, genreflow's ``[musicnn] patches_per_call``) patches per call,
 TensorFlow pinned to ``threads`` threads (default 2), every layer brought back to NumPy. Only
 the model calls are timed, after a warm-up call of each batch size. No pipeline can beat this
 on the same machine at the same precision.
 
-Usage: python bench_musicnn_limit.py [--precision fp32|bf16] [--per-call 4] [--threads 2]
+Usage: python bench_musicnn_limit.py [--precision fp32|bf16] [--per-call 16] [--threads 2]
            RAW_DIR SECONDS PATCHES RESULT_JSON LISTING
 (LISTING: the few clips whose patches are repeated.)
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def main(raw: Path, seconds: float, total: int, relpaths: list[str], precision: str = "fp32",
-         per_call: int = 4, threads: int = 2) -> dict:
+         per_call: int = 16, threads: int = 2) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import librosa
     import numpy as np
@@ -59,7 +59,7 @@ def main(raw: Path, seconds: float, total: int, relpaths: list[str], precision: 
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    cli.add_argument("--per-call", type=int, default=4)
+    cli.add_argument("--per-call", type=int, default=16)
     cli.add_argument("--threads", type=int, default=2)
     for name in ("raw_dir", "seconds", "patches", "result", "listing"):
         cli.add_argument(name)

@@ -1,5 +1,5 @@
 """``python -m genreflow`` runs the CLI."""
 
-from genreflow.cli import main
+from genreflow.cli import console_main
 
-main(prog_name="genreflow")
+console_main()

@@ -15,9 +15,9 @@ from typing import Any, Mapping
 
 from genreflow.core.host import usable_cpus
 from genreflow.core.sections import build_section, check
+from genreflow.errors import ConfigError
 from genreflow.data.audio import AudioConfig
 from genreflow.data.splits import SplitConfig
-from genreflow.errors import ConfigError
 from genreflow.features import Extractor, parse_kinds, registered
 from genreflow.model.classifiers import CLASSIFIERS, default_params, params_from_mapping
 from genreflow.model.pooling import MIN_SEGMENT_S
@@ -67,8 +67,10 @@ class RunConfig:
     """How the pipeline uses the cluster (``[run]``)."""
 
     gpus_per_model_actor: float = 1.0  # on a cluster with GPUs; 0 keeps model actors on CPUs
+    executor: str = "auto"  # auto: Ray for a cluster, > 2 workers or a GPU; else the pass runs in-process
 
     def __post_init__(self) -> None:
+        check(self.executor in ("auto", "ray", "local"), "run.executor", self.executor, "one of auto, ray, local")
         check(math.isfinite(self.gpus_per_model_actor) and 0 <= self.gpus_per_model_actor <= 8,
               "run.gpus_per_model_actor", self.gpus_per_model_actor,
               "a number of GPUs in [0, 8] (fractions share a GPU; 0 = model actors on CPUs)")
@@ -111,6 +113,9 @@ class Config:
         check(bool(self.data_dir), "data_dir", self.data_dir, "a folder path or URI")
         check(self.workers >= 0, "workers", self.workers, "an integer >= 1 (0 = all CPUs)")
         check(1 <= self.batch_size <= 4096, "batch_size", self.batch_size, "in [1, 4096]")
+        if self.run.executor == "local" and self.address:
+            raise ConfigError(f"--executor local runs on this machine only, but a Ray cluster was given "
+                              f"({self.address!r}, --address): drop one of them")
         sections = {name: self.extractors.get(name) or cls.config_class() for name, cls in registered().items()}
         object.__setattr__(self, "extractors", sections)
         for name, cls in registered().items():  # checks that span sections (e.g. fmax <= sample_rate/2)

@@ -53,8 +53,9 @@ def test_musicnn_smoke_run_writes_complete_results(tmp_path: Path) -> None:
     assert runs["warm"]["counts"] == {"computed": 0, "cached": 6, "failed": 0}
     assert runs["plain-fp32"]["detail"]["files"] == runs["cold"]["counts"]["computed"] == 6
     assert runs["plain-fp32"]["detail"]["patches"] == runs["cold"]["stored"]["patches"] == 6
-    assert runs["cold"]["precision"] in ("fp32", "bf16") and runs["cold"]["peak_processes"] > 1
-    assert runs["limit-bf16"]["detail"]["per_call"] == 4 and runs["limit-bf16"]["detail"]["threads"] == 2
+    assert runs["cold"]["precision"] in ("fp32", "bf16") \
+        and 1 <= runs["cold"]["peak_processes"] <= 3  # the CLI and index's validators at most: no Ray on 2 workers
+    assert runs["limit-bf16"]["detail"]["per_call"] == 16 and runs["limit-bf16"]["detail"]["threads"] == 2
 
     ratios, targets = results["ratios"], results["targets"]
     assert {"cold_vs_plain_fp32", "cold_vs_plain_same_precision", "cold_fraction_of_limit",

@@ -48,9 +48,10 @@ def test_smoke_run_writes_complete_results(tmp_path: Path) -> None:
     assert {"speedup_vs_plain", "fraction_of_limit"} <= cold.keys()
     assert warm["pct_of_cold"] == pytest.approx(100 * warm["wall_s"] / cold["wall_s"], rel=0.01)
     stages = {key.split(" | ")[0] for key in cold["stages_s"]}
-    assert {"process start + imports", "index (listing, hashing, probing)", "Ray start", "features pass",
-            "Ray shutdown", "train + evaluate + save", "workers: read + decode", "workers: mfcc", "workers: vggish",
+    assert {"process start + imports", "index (listing, hashing, probing)", "features pass",
+            "train + evaluate + save", "workers: read + decode", "workers: mfcc", "workers: vggish",
             "workers: model load vggish", "workers: shard writes"} <= stages
+    assert "Ray start" not in stages  # 2 workers on one machine: the pass runs without Ray
     assert all(value >= 0 for value in cold["stages_s"].values())
     assert "stage breakdown of cold@2" in proc.stdout
     assert set(summary["plain"]["steps_s"]) == {"load", "mfcc", "resample", "vggish", "save"}
@@ -58,7 +59,7 @@ def test_smoke_run_writes_complete_results(tmp_path: Path) -> None:
     runs = {run["kind"]: run for run in block["runs"]}
     assert runs["cold"]["counts"]["vggish"] == {"computed": 8, "cached": 0, "failed": 0}
     assert runs["warm"]["counts"]["vggish"] == {"computed": 0, "cached": 8, "failed": 0}
-    assert runs["cold"]["peak_processes"] > 1  # Ray's processes and workers were counted, not just the CLI
+    assert 1 <= runs["cold"]["peak_processes"] <= 3  # the CLI and index's validators at most: no Ray on 2 workers
     assert runs["limit"]["detail"]["examples"] == 8 * 5  # 5 s at 16 kHz -> 5 VGGish rows per clip
 
     targets = block["targets"]

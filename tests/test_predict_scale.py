@@ -163,12 +163,12 @@ def test_a_killed_predict_leaves_a_readable_prefix(trained, tmp_path, suffix):
 
 
 @pytest.mark.slow
-def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_local, monkeypatch):
+def test_predict_through_ray_and_the_local_pass_equals_the_in_process_path(trained, tmp_path, ray_local, monkeypatch):
     from genreflow.stages import predict as predict
 
     import shutil
 
-    monkeypatch.setitem(predict.IN_PROCESS_MAX, "cpu", 4)  # 15 files take the Ray path (256 by default)
+    monkeypatch.setitem(predict.IN_PROCESS_MAX, "cpu", 4)  # 15 files take the pass (256 by default)
     root, toml = trained
     folder = tmp_path / "batch"
     new_clips(folder, 12)
@@ -176,19 +176,24 @@ def test_predict_through_ray_equals_the_in_process_path(trained, tmp_path, ray_l
         shutil.copy(clip, folder / f"stored_{i}{clip.suffix}")
     runner = CliRunner()
     outputs = {}
-    for workers in ("1", "2"):
+    routes = {"in-process": ["--workers", "1"], "ray": ["--workers", "2", "--executor", "ray"],
+              "local pass": ["--workers", "2", "--executor", "local"]}
+    for route, flags in routes.items():
         result = runner.invoke(main, ["predict", str(folder), "--data-dir", str(root), "--config", str(toml),
-                                      "--workers", workers, "--format", "json"], catch_exceptions=False)
+                                      *flags, "--format", "json"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        assert ("(ray)" if workers == "2" else "(in-process)") in result.output
+        assert f"({route})" in result.output
         assert "15 files, 12 computed, 3 from the store, 0 failed" in result.output  # the workers hashed them
-        outputs[workers] = {r["path"]: r for r in json.loads(result.stdout)}
-    assert outputs["1"].keys() == outputs["2"].keys() and len(outputs["1"]) == 15
-    for path, row in outputs["1"].items():
-        other = outputs["2"][path]
-        assert row["genre"] == other["genre"] and row["cached"] == other["cached"] == ("stored_" in path)
-        for genre in SYNTH_GENRES[:2]:
-            assert row[f"p_{genre}"] == pytest.approx(other[f"p_{genre}"], abs=1e-5)
+        outputs[route] = {r["path"]: r for r in json.loads(result.stdout)}
+    reference = outputs["in-process"]
+    assert len(reference) == 15
+    for route in ("ray", "local pass"):
+        assert outputs[route].keys() == reference.keys()
+        for path, row in reference.items():
+            other = outputs[route][path]
+            assert row["genre"] == other["genre"] and row["cached"] == other["cached"] == ("stored_" in path)
+            for genre in SYNTH_GENRES[:2]:
+                assert row[f"p_{genre}"] == pytest.approx(other[f"p_{genre}"], abs=1e-5)
 
 
 @pytest.mark.parametrize("segment_s", [None, 0.5])

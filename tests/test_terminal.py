@@ -203,7 +203,7 @@ def test_a_long_stage_prints_progress_lines_into_a_pipe(tmp_path):
 
 def test_verbose_brings_ray_and_tensorflow_logs_back(tmp_path):
     root = _project(tmp_path / "verbose")
-    proc = _piped(root, *RUN, "--verbose")
+    proc = _piped(root, *RUN, "--verbose", "--executor", "ray")  # 2 workers would run without Ray
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert VERBOSE_LINE.search(proc.stderr), "--verbose showed none of Ray's/TensorFlow's log lines:\n" + proc.stderr
     assert re.search(rf"^validated {N_FILES} file\(s\) in ", proc.stderr, re.MULTILINE), proc.stderr

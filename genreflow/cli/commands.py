@@ -39,7 +39,8 @@ def run_index_command(config: Config) -> dict:
 def run_features_command(config: Config, kinds: list[str], timings: Timings | None = None) -> list:
     """Compute every kind in ``kinds`` for the indexed files in one pass (one Ray session),
     print the counts; exits non-zero (DataError) when every pending file failed. ``timings``
-    receives the Ray start, the pass, the shutdown and the workers' seconds per step."""
+    receives the Ray start and shutdown (when the pass uses Ray), the pass and the workers'
+    seconds per step."""
     import contextlib
 
     from genreflow.config import extractors_for
@@ -47,7 +48,7 @@ def run_features_command(config: Config, kinds: list[str], timings: Timings | No
     from genreflow.errors import DataError
     from genreflow.stages.extract import execute, plan
     from genreflow.stages.workers import kinds_of
-    from genreflow.stages.session import ray_session
+    from genreflow.stages.session import ray_session, uses_ray
 
     files = read_index(config.data_dir)["files"]
     extractors = extractors_for(config, "+".join(kinds))
@@ -55,20 +56,22 @@ def run_features_command(config: Config, kinds: list[str], timings: Timings | No
     pending = {kind for row in work.todo for kind in kinds_of(row["kinds"])}
     for extractor in extractors:
         if extractor.name in pending:
-            extractor.check()  # before Ray starts: a bad model handle costs no start-up
-    # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds)
+            extractor.check()  # before the pass starts: a bad model handle costs no start-up
+    # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds),
+    # and neither does a small machine (the pass runs in this process: stages/local.py)
     from genreflow.core.console import Progress
 
     timings = timings or Timings()
-    session = ray_session(config.address, config.n_workers) if work.todo else contextlib.nullcontext()
-    with timings.stage("Ray start"):
+    on_ray = bool(work.todo) and uses_ray(config.run.executor, config.address, config.n_workers)
+    session = ray_session(config.address, config.n_workers) if on_ray else contextlib.nullcontext()
+    with timings.stage("Ray start") if on_ray else contextlib.nullcontext():
         session.__enter__()
     try:
         with timings.stage("features pass"), Progress(len(work.todo), "features", "file") as progress:
             reports = execute(config, work, progress.update)
             progress.close(f"features: {len(work.todo):,} file(s) decoded for {', '.join(sorted(pending))}")
     finally:
-        with timings.stage("Ray shutdown"):
+        with timings.stage("Ray shutdown") if on_ray else contextlib.nullcontext():
             session.__exit__(*sys.exc_info())
     timings.worker_s.update(work.seconds)
     for report in reports:
@@ -259,7 +262,8 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     if VERBOSITY.verbose:
         click.echo("\n" + format_table(["stage", "wall s", "CPU s", "cores busy"], timings.rows()))
         click.echo(f"(CPU s of the whole process tree on {timings.as_dict()['cores']} cores; workers: seconds "
-                   f"Ray's workers spent in each step, summed over workers; also in {target})")
+                   f"the pass's workers (Ray's or this process's threads) spent in each step, summed over "
+                   f"workers; also in {target})")
     return {"features": reports, "metrics": metrics}
 
 

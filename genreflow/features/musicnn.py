@@ -40,7 +40,7 @@ class MusicnnConfig:
     layer: str = "max_pool+mean_pool"
     hop_frames: int = net.PATCH_FRAMES  # patch hop in log-mel frames (187 = no overlap)
     precision: str = "auto"
-    patches_per_call: int = 4  # measured: 4 patches per call is the fastest per patch on 2 cores (fp32 and bf16)
+    patches_per_call: int = 16  # measured on 2 cores: 16 per call ~5 % faster per patch than 4 (bf16, model alone)
 
     def __post_init__(self) -> None:
         check(self.model in net.MODELS, "musicnn.model", self.model, "one of " + ", ".join(net.MODELS))

@@ -1,10 +1,11 @@
-"""The Ray Data pipeline: one pass over the files whose features are missing for any kind a
-run needs. Each file is read once (hashed and decoded together), resampled to each
-extractor's rate, CPU extractors run in the decode task, model extractors in actors that
-receive the decoded signal; every batch is written as one shard per kind by the worker itself.
+"""The features pass: one pass over the files whose features are missing for any kind a run
+needs. Each file is read once (hashed and decoded together), resampled to each extractor's
+rate, CPU extractors run in the decode task, model extractors in actors that receive the
+decoded signal; every batch is written as one shard per kind by the worker itself.
 
-Only small per-file summaries travel back to the driver, so its memory stays flat however
-many clips run. Ray appears in this module alone; the maths it calls are plain functions.
+It runs on Ray Data (a cluster, many cores, GPUs) or, on a small machine, in this process with
+the same tasks (stages/local.py; ``session.uses_ray`` decides). Only small per-file summaries
+travel back to the driver, so its memory stays flat however many clips run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import warnings
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -123,60 +124,80 @@ def execute(config: Config, work: Plan, tick: Callable[[int], None] | None = Non
     return [work.reports[e.name] for e in work.extractors]
 
 
-def _dataset(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]],
-             fsets: dict[str, FeatureSet] | None, data_dir: str | None, known: set[str] | None = None):
-    """The Ray Data pass over ``todo``: decode (+ CPU kinds) tasks, then one actor pool per
-    model kind. With ``fsets`` workers write shards; without, they return pooled vectors
-    (and skip the files whose hash is in ``known``)."""
+def _batches(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]],
+             fsets: dict[str, FeatureSet] | None, data_dir: str | None,
+             known: set[str] | None = None) -> tuple[Iterator[dict[str, np.ndarray]], list[str]]:
+    """The pass over ``todo`` as a stream of output batches: decode (+ CPU kinds) tasks, then the
+    model kinds' actors, on Ray or in this process (``uses_ray``). With ``fsets`` workers write
+    shards; without, they return pooled vectors (and skip the files whose hash is in ``known``)."""
+    from genreflow.stages.session import uses_ray
+
+    needed = {k for row in todo for k in kinds_of(row["kinds"])}
+    cpu = [e for e in extractors if not e.uses_model and e.name in needed]
+    models = [e for e in extractors if e.uses_model and e.name in needed]
+    decode_kwargs = {"data_dir": data_dir, "duration_s": extractors[0].audio.duration_s, "cpu": cpu,
+                     "cpu_sets": None if fsets is None else {e.name: fsets[e.name] for e in cpu},
+                     "model_rates": sorted({e.sample_rate for e in models}), "known": known}
+    actor_kwargs = [{"extractor": e, "fset": None if fsets is None else fsets[e.name], "last": n == len(models) - 1}
+                    for n, e in enumerate(models)]
+    names = [e.name for e in cpu + models]
+    if not uses_ray(config.run.executor, config.address, config.n_workers):
+        from genreflow.stages.local import local_batches
+
+        workers = config.n_workers
+        rows = _rows(config, decode_kwargs, len(todo), workers)
+        actors = [{**kwargs, "threads": workers} for kwargs in actor_kwargs]
+        return local_batches(todo, rows=rows, workers=workers, decode_kwargs=decode_kwargs, actors=actors), names
+    ds = _dataset(config, todo, decode_kwargs, actor_kwargs)
+    return ds.iter_batches(batch_size=None, batch_format="numpy"), names  # each block as it is done
+
+
+def _rows(config: Config, decode_kwargs: dict[str, Any], files: int, workers: int) -> int:
+    """Files per batch: small runs still spread over every worker; large ones use full batches (= shards)."""
+    rates = decode_kwargs["model_rates"] or [decode_kwargs["cpu"][0].audio.sample_rate]
+    return min(_rows_per_batch(config, rates, decode_kwargs["duration_s"]), max(1, math.ceil(files / workers)))
+
+
+def _dataset(config: Config, todo: list[dict[str, str]], decode_kwargs: dict[str, Any],
+             actor_kwargs: list[dict[str, Any]]):
+    """The Ray Data pass: decode tasks, then one actor pool per model kind."""
     import ray
 
     from genreflow.stages.session import cluster_cpus, cluster_gpus, quiet_ray_data
 
     quiet_ray_data()
-    needed = {k for row in todo for k in kinds_of(row["kinds"])}
-    cpu = [e for e in extractors if not e.uses_model and e.name in needed]
-    models = [e for e in extractors if e.uses_model and e.name in needed]
-    model_rates = sorted({e.sample_rate for e in models})
     workers = config.n_workers if config.workers else cluster_cpus()  # capped at this machine's CPUs locally
-    # small runs still spread over every worker; large ones use full batches (= shards)
-    duration = extractors[0].audio.duration_s
-    rows = min(_rows_per_batch(config, model_rates or [extractors[0].audio.sample_rate], duration),
-               max(1, math.ceil(len(todo) / workers)))
+    rows = _rows(config, decode_kwargs, len(todo), workers)
     blocks = math.ceil(len(todo) / rows)
     ds = ray.data.from_items(todo, override_num_blocks=blocks)
-    decode_kwargs = {"data_dir": data_dir, "duration_s": duration, "cpu": cpu,
-                     "cpu_sets": None if fsets is None else {e.name: fsets[e.name] for e in cpu},
-                     "model_rates": model_rates, "known": known}
-    if not models:
+    if not actor_kwargs:
         slots = ray.data.TaskPoolStrategy(size=min(workers, blocks))  # no idle slots (Ray warns of them)
-        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1, compute=slots)
-    else:
-        gpu = gpu_plan(cluster_gpus(), config.run.gpus_per_model_actor)
-        if gpu is None:
-            actors, actor_cpus, threads, decode_cpus = embed_plan(workers)
-            decoders = max(1, int((workers - actors * actor_cpus) // decode_cpus))
-        else:  # decode on every CPU; the model actors follow the GPUs, one CPU each to feed them
-            actors, gpus_each = gpu
-            actor_cpus, threads, decode_cpus = 1.0, 1, 1.0
-            decoders = max(1, int(cluster_cpus() - actors))
-        ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=decode_cpus,
-                            compute=ray.data.TaskPoolStrategy(size=decoders))
-        for n, e in enumerate(models):
-            resources = {"num_cpus": actor_cpus} if gpu is None else {"num_cpus": actor_cpus, "num_gpus": gpus_each}
-            with warnings.catch_warnings():  # Ray 2.60 names max_restarts a deprecated remote arg, yet
-                warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # offers no other way
-                # a lost actor fails its batch and a rerun resumes; restartable actors whose arguments
-                # sit in the object store make Ray's core worker print a warning on every run
-                ds = ds.map_batches(ModelBatch, fn_constructor_kwargs={
-                    "extractor": e if gpu is None else e.on_accelerator(),
-                    "fset": None if fsets is None else fsets[e.name], "threads": threads,
-                    "last": n == len(models) - 1},
-                    batch_size=rows, compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=0, **resources)
-        # decode tasks outrun the actors: bound the decoded audio waiting in the object store, or it
-        # grows with the run (1.3 GiB more at 1,000 clips)
-        limits = ds.context.execution_options.resource_limits
-        ds.context.execution_options.resource_limits = limits.copy(object_store_memory=DECODED_AHEAD_BYTES)
-    return ds, [e.name for e in cpu + models]
+        return ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=1, compute=slots)
+    gpu = gpu_plan(cluster_gpus(), config.run.gpus_per_model_actor)
+    if gpu is None:
+        actors, actor_cpus, threads, decode_cpus = embed_plan(workers)
+        decoders = max(1, int((workers - actors * actor_cpus) // decode_cpus))
+    else:  # decode on every CPU; the model actors follow the GPUs, one CPU each to feed them
+        actors, gpus_each = gpu
+        actor_cpus, threads, decode_cpus = 1.0, 1, 1.0
+        decoders = max(1, int(cluster_cpus() - actors))
+    ds = ds.map_batches(decode_batch, fn_kwargs=decode_kwargs, batch_size=rows, num_cpus=decode_cpus,
+                        compute=ray.data.TaskPoolStrategy(size=decoders))
+    for kwargs in actor_kwargs:
+        resources = {"num_cpus": actor_cpus} if gpu is None else {"num_cpus": actor_cpus, "num_gpus": gpus_each}
+        extractor = kwargs["extractor"] if gpu is None else kwargs["extractor"].on_accelerator()
+        with warnings.catch_warnings():  # Ray 2.60 names max_restarts a deprecated remote arg, yet
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # offers no other way
+            # a lost actor fails its batch and a rerun resumes; restartable actors whose arguments
+            # sit in the object store make Ray's core worker print a warning on every run
+            ds = ds.map_batches(ModelBatch, fn_constructor_kwargs={**kwargs, "extractor": extractor, "threads": threads},
+                                batch_size=rows, compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=0,
+                                **resources)
+    # decode tasks outrun the actors: bound the decoded audio waiting in the object store, or it
+    # grows with the run (1.3 GiB more at 1,000 clips)
+    limits = ds.context.execution_options.resource_limits
+    ds.context.execution_options.resource_limits = limits.copy(object_store_memory=DECODED_AHEAD_BYTES)
+    return ds
 
 
 def iter_pooled(config: Config, extractors: Sequence[Extractor], todo: list[dict[str, str]],
@@ -184,17 +205,17 @@ def iter_pooled(config: Config, extractors: Sequence[Extractor], todo: list[dict
     """Prediction's pass: yields numpy batches with ``relpath`` (a full path or URI),
     ``content_hash``, ``status:<kind>`` (STORED for a file whose hash is in ``known``) and
     ``pooled:<kind>`` [shape=(n, 2d)]; writes nothing."""
-    ds, _ = _dataset(config, extractors, todo, None, None, known)
+    batches, _ = _batches(config, extractors, todo, None, None, known)
     try:
-        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+        yield from batches
     except Exception as exc:
         raise user_error(exc) or exc
 
 
 def _run(config: Config, work: Plan, tick: Callable[[int], None] | None = None) -> None:
-    ds, names = _dataset(config, work.extractors, work.todo, work.fsets, config.data_dir)
+    batches, names = _batches(config, work.extractors, work.todo, work.fsets, config.data_dir)
     try:
-        for out in ds.iter_batches(batch_size=None, batch_format="numpy"):  # each block as it is done
+        for out in batches:
             if tick is not None:
                 tick(len(out["relpath"]))
             for column in out:

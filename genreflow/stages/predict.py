@@ -172,7 +172,7 @@ class PredictSummary:
     cached: int = 0
     computed: int = 0
     failed: int = 0
-    path: str = ""  # "in-process" or "ray"
+    path: str = ""  # "in-process" (one file at a time), or the features pass: "ray" or "local pass"
 
     def line(self) -> str:
         return (f"predict: {self.files} files, {self.computed} computed, {self.cached} from the store, "
@@ -204,8 +204,8 @@ def predict_stream(files: list[str], bundle, extractors: list[Extractor],
     from_store = StoreHits(features, data_dir, bundle, emit, summary)
     # the Ray pass pools whole clips; segment models and a handful of files stay in this process
     small = len(files) <= in_process_limit(extractors) or workers <= 1 or bundle.segment_s
-    count = _in_process if small else _with_ray
-    summary.path = "in-process" if count is _in_process else "ray"
+    count = _in_process if small else _with_pass
+    summary.path = "in-process" if count is _in_process else "ray" if _on_ray(config) else "local pass"
     summary.failed = count(files, from_store, bundle, features, config, emit)
     summary.computed = len(files) - summary.failed - summary.cached
     return summary
@@ -268,7 +268,15 @@ def _recompute(lost: list[str], from_store, bundle, features, config, emit) -> i
     return _in_process(lost, from_store, bundle, features, config, emit, known=set()) if lost else 0
 
 
-def _with_ray(files, from_store, bundle, features, config, emit) -> int:
+def _on_ray(config) -> bool:
+    from genreflow.stages.session import uses_ray
+
+    return uses_ray(config.run.executor, config.address, config.n_workers)
+
+
+def _with_pass(files, from_store, bundle, features, config, emit) -> int:
+    import contextlib
+
     from genreflow.stages.extract import iter_pooled
     from genreflow.stages.workers import OK, STORED, todo_row
     from genreflow.stages.session import ray_session
@@ -276,7 +284,7 @@ def _with_ray(files, from_store, bundle, features, config, emit) -> int:
     kinds = [e.name for e in features.extractors]
     todo = [todo_row("", f, kinds) for f in files]
     failed = 0
-    with ray_session(config.address, config.n_workers):
+    with ray_session(config.address, config.n_workers) if _on_ray(config) else contextlib.nullcontext():
         for batch in iter_pooled(config, features.extractors, todo, known=from_store.known):
             done, rows, results = [], [], []
             for i, (path, key) in enumerate(zip(batch["relpath"], batch["content_hash"])):

@@ -1,14 +1,49 @@
-"""Start or join Ray once per command: a local Ray with N CPUs, or an existing cluster."""
+"""Where a pass runs (Ray or this process), and starting or joining Ray once per command: a
+local Ray with N CPUs, or an existing cluster."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import sys
 from typing import Iterator
 
 from genreflow.core.console import VERBOSITY, is_terminal
-from genreflow.errors import RayStartError
+from genreflow.errors import ConfigError, RayStartError
+
+EXECUTORS = ("auto", "ray", "local")
+LOCAL_MAX_WORKERS = 2  # measured on 2 cores; above that Ray's processes keep CPU extractors off one GIL
+
+
+def uses_ray(executor: str, address: str | None, workers: int) -> bool:
+    """Whether a pass runs on Ray or in this process (stages/local.py). ``auto`` picks Ray to
+    join a cluster (--address, $RAY_ADDRESS) or a Ray this process runs, for more than
+    LOCAL_MAX_WORKERS workers, or where an NVIDIA GPU is visible (Ray gives model actors their
+    GPU); on a small CPU machine the same work runs faster and in less memory without Ray's
+    start-up and processes."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if executor == "local" and address:
+        raise ConfigError(f"--executor local runs on this machine only, but a Ray cluster was given ({address!r}, "
+                          "from --address or $RAY_ADDRESS): drop one of them")
+    if executor != "auto":
+        return executor == "ray"
+    return bool(address) or workers > LOCAL_MAX_WORKERS or _gpu_visible() or _ray_running_here()
+
+
+def _ray_running_here() -> bool:
+    """A Ray this process already joined (a notebook's ray.init, a Ray job's driver) is used."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
+def _gpu_visible() -> bool:
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    try:
+        return bool(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
-"""What Ray's workers run: the decode task (read + hash + decode each file once, resample, CPU
-extractors, shard writes) and the model actor (a model loaded once, several clips per call).
+"""What the pass's workers run (Ray's, or threads of this process: stages/local.py): the decode
+task (read + hash + decode each file once, resample, CPU extractors, shard writes) and the model
+actor (a model loaded once, several clips per call).
 
 Every batch reports, per row, a status per kind (OK, TODO for the actors, or the reason it
 failed) and the seconds each step took, so the driver can count and time the pass.
@@ -170,16 +171,20 @@ def decode_batch(batch: dict[str, np.ndarray], *, data_dir: str | None, duration
 class ModelBatch:
     """Ray Data actor: loads one model extractor's state once, computes and writes shards per batch."""
 
-    def __init__(self, *, extractor: Extractor, fset: FeatureSet | None, threads: int, last: bool) -> None:
+    def __init__(self, *, extractor: Extractor, fset: FeatureSet | None, threads: int, last: bool,
+                 device: str | None = None) -> None:
+        """``device`` None: a Ray actor, which asks Ray for its GPUs; the local pass says "CPU"."""
         import os
 
         from genreflow.core.stderr import quiet_native_stderr
 
-        import ray
-
         self.extractor, self.fset, self.last = extractor, fset, last
-        gpu_ids = ray.get_gpu_ids()  # Ray set CUDA_VISIBLE_DEVICES to these for this actor
-        self.device = "GPU " + ",".join(str(i) for i in gpu_ids) if gpu_ids else "CPU"
+        if device is None:
+            import ray
+
+            gpu_ids = ray.get_gpu_ids()  # Ray set CUDA_VISIBLE_DEVICES to these for this actor
+            device = "GPU " + ",".join(str(i) for i in gpu_ids) if gpu_ids else "CPU"
+        self.device = device
         # TensorFlow's C++ side prints device notes (cuInit on a machine without a GPU) when the
         # model first runs: hidden unless --verbose, like its import
         started = time.perf_counter()
