@@ -79,7 +79,7 @@ for gpus in 1 0; do
     rm -rf "$WORK/data/processed/store"
     start=$(date +%s.%N)
     $PY -m genreflow features --features musicnn --data-dir "$WORK/data" --config "$WORK/g.toml" \
-        --workers "$(nproc)" --gpus-per-actor "$gpus" | tail -1
+        --workers "$(nproc)" --gpus-per-actor "$gpus" --executor ray | tail -1  # GPU vs CPU actors, both on Ray
     WALL[$gpus]=$(echo "$(date +%s.%N) - $start" | bc)
 done
 echo "== ratios"

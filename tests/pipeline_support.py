@@ -59,23 +59,18 @@ def extract(config, kinds=("mfcc",), files=None):
     return execute(config, plan(config, extractors_for(config, "+".join(kinds)), files))
 
 
-def extract_in_process(config, kinds=("mfcc",), rows_per_shard: int = 10_000):
-    """The pipeline's own decode task over every pending file, without Ray (CPU kinds only):
-    the same code writes the same shards, so tests of training need no Ray start."""
-    import numpy as np
+def extract_in_process(config, kinds=("mfcc",), rows_per_shard: int = 4096):
+    """The features pass in this process (the local executor, one worker: no Ray start), with
+    ``rows_per_shard`` files per batch (= per shard); returns the plan it ran."""
+    from dataclasses import replace
 
     from genreflow.config import extractors_for
     from genreflow.data.index import read_index
-    from genreflow.stages.extract import plan
-    from genreflow.stages.workers import decode_batch
+    from genreflow.stages.extract import execute, plan
 
-    extractors = extractors_for(config, "+".join(kinds))
-    work = plan(config, extractors, read_index(config.data_dir)["files"])
-    for start in range(0, len(work.todo), rows_per_shard):
-        rows = work.todo[start:start + rows_per_shard]
-        batch = {k: np.array([row[k] for row in rows], dtype=object) for k in ("content_hash", "relpath", "kinds")}
-        decode_batch(batch, data_dir=config.data_dir, duration_s=config.audio.duration_s, cpu=extractors,
-                     cpu_sets=work.fsets, model_rates=[])
+    config = replace(config, workers=1, batch_size=rows_per_shard, run=replace(config.run, executor="local"))
+    work = plan(config, extractors_for(config, "+".join(kinds)), read_index(config.data_dir)["files"])
+    execute(config, work)
     return work
 
 

@@ -102,7 +102,7 @@ _VAL_FRACTION = click.option("--val-fraction", "split__val_fraction", type=float
                              help="Validation share per genre, in (0, 1) (default 0.2).")
 _SEED = click.option("--seed", "split__seed", type=int, default=None, help="Split seed (default 42).")
 _ADDRESS = click.option("--address", "address", default=None,
-                        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")
+                        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray, or none: see --executor).")
 _VGGISH = click.option("--vggish-model", "vggish__handle", default=None,
                        help="VGGish TF Hub handle: URL or local SavedModel folder ($GENREFLOW_VGGISH_MODEL).")
 _GPUS = click.option("--gpus-per-actor", "run__gpus_per_model_actor", type=float, default=None,
@@ -216,7 +216,7 @@ def index(config) -> None:
 @click.option("--features", "kinds", default="mfcc", show_default=True, help=_kinds_help())
 @_options(_VGGISH, _MUSICNN, _PRECISION, _GPUS, _EXECUTOR, _ADDRESS)
 def features(config, kinds) -> None:
-    """Compute features of every indexed file not yet in the store, one read per file (Ray Data)."""
+    """Compute features of every indexed file not yet in the store, one read per file."""
     from genreflow.cli.commands import run_features_command
     from genreflow.features import parse_kinds
 

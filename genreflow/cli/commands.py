@@ -37,7 +37,7 @@ def run_index_command(config: Config) -> dict:
 
 
 def run_features_command(config: Config, kinds: list[str], timings: Timings | None = None) -> list:
-    """Compute every kind in ``kinds`` for the indexed files in one pass (one Ray session),
+    """Compute every kind in ``kinds`` for the indexed files in one pass (on Ray or in this process),
     print the counts; exits non-zero (DataError) when every pending file failed. ``timings``
     receives the Ray start and shutdown (when the pass uses Ray), the pass and the workers'
     seconds per step."""
@@ -54,15 +54,17 @@ def run_features_command(config: Config, kinds: list[str], timings: Timings | No
     extractors = extractors_for(config, "+".join(kinds))
     work = plan(config, extractors, files)
     pending = {kind for row in work.todo for kind in kinds_of(row["kinds"])}
-    for extractor in extractors:
-        if extractor.name in pending:
-            extractor.check()  # before the pass starts: a bad model handle costs no start-up
     # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds),
     # and neither does a small machine (the pass runs in this process: stages/local.py)
+    on_ray = bool(work.todo) and uses_ray(config.run.executor, config.address, config.n_workers)
+    for extractor in extractors:
+        if extractor.name in pending:
+            # before Ray starts, a bad model costs no start-up; in this process the model's own
+            # load checks it, in a thread beside the first decode tasks
+            extractor.check() if on_ray else extractor.check_quickly()
     from genreflow.core.console import Progress
 
     timings = timings or Timings()
-    on_ray = bool(work.todo) and uses_ray(config.run.executor, config.address, config.n_workers)
     session = ray_session(config.address, config.n_workers) if on_ray else contextlib.nullcontext()
     with timings.stage("Ray start") if on_ray else contextlib.nullcontext():
         session.__enter__()
@@ -228,7 +230,7 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
 
 
 def run_all_command(config: Config, *, train: bool = True) -> dict:
-    """index -> the feature kinds the model needs (one pass) -> train -> evaluate, one Ray session.
+    """index -> the feature kinds the model needs (one pass) -> train -> evaluate.
 
     ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
     training runs later as its own job (jobs/train.py = `genreflow train`).
@@ -246,7 +248,7 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     kinds = parse_kinds(config.train.features)
     with timings.stage("model check"):
         for extractor in extractors_for(config, "+".join(kinds)):
-            extractor.check()  # fail before any work, never switch features silently
+            extractor.check_quickly()  # fail before any work, never switch features silently
     click.secho("== index", bold=True)
     with timings.stage("index (listing, hashing, probing)"):
         run_index_command(config)

@@ -71,6 +71,12 @@ class Extractor:
     def check(self) -> None:
         """Fail fast in the driver (before Ray starts), e.g. a model that cannot be found."""
 
+    def check_quickly(self) -> None:
+        """The part of ``check`` that needs no heavy import: ``run`` calls it before the index
+        (a warm run never loads the model), the full check runs before a pass that needs the
+        model. Default: ``check``."""
+        self.check()
+
     def load(self, threads: int) -> Any:
         """Heavy state (a model), built once per worker or actor; None for plain maths."""
         return None

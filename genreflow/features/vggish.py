@@ -98,6 +98,13 @@ class VggishExtractor(Extractor):
 
         check_handle(self.config.handle)
 
+    def check_quickly(self) -> None:
+        """The handle resolves to a SavedModel folder; its ops are checked by ``check`` and again
+        by ``load`` (both import TensorFlow, seconds a warm run does not need)."""
+        from genreflow.features.vggish_tf import check_handle
+
+        check_handle(self.config.handle, ops=False)
+
     def load(self, threads: int) -> Any:
         from genreflow.features.vggish_tf import load_model
 

@@ -325,11 +325,12 @@ def embed_batch(
     return [(emb[start:start + rows], _valid_rows(n, rows)) for (start, rows), (_, n) in zip(spans, checked)]
 
 
-def check_handle(handle: str) -> str:
+def check_handle(handle: str, ops: bool = True) -> str:
     """Fail fast, in the driver, before any actor starts: a local folder must be a SavedModel,
     a URL must resolve (tensorflow_hub downloads it into TFHUB_CACHE_DIR once), and the folder
     either names must pass the op check (``check_ops``; this imports TensorFlow in the driver,
     a few CPU-seconds, so a hostile model is refused with one line rather than by every actor).
+    ``ops=False`` skips the op check (``load_model`` makes it again before loading anything).
     Returns the local folder the model was resolved to."""
     if not _is_remote(handle):
         folder = str(_check_local(handle))
@@ -345,5 +346,6 @@ def check_handle(handle: str) -> str:
                 folder = hub.resolve(handle)
             except Exception as exc:
                 raise _load_error(handle, _short_reason(exc) + _cache_hint(handle)) from exc
-    check_ops(folder, handle)
+    if ops:
+        check_ops(folder, handle)
     return folder
