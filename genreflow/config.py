@@ -113,9 +113,9 @@ class Config:
         check(bool(self.data_dir), "data_dir", self.data_dir, "a folder path or URI")
         check(self.workers >= 0, "workers", self.workers, "an integer >= 1 (0 = all CPUs)")
         check(1 <= self.batch_size <= 4096, "batch_size", self.batch_size, "in [1, 4096]")
-        if self.run.executor == "local" and self.address:
+        if self.run.executor == "local" and self.cluster_address:
             raise ConfigError(f"--executor local runs on this machine only, but a Ray cluster was given "
-                              f"({self.address!r}, --address): drop one of them")
+                              f"({self.cluster_address!r}, from --address or $RAY_ADDRESS): drop one of them")
         sections = {name: self.extractors.get(name) or cls.config_class() for name, cls in registered().items()}
         object.__setattr__(self, "extractors", sections)
         for name, cls in registered().items():  # checks that span sections (e.g. fmax <= sample_rate/2)
@@ -137,11 +137,16 @@ class Config:
         return replace(self, extractors={**self.extractors, name: replace(self.section(name), **changes)})
 
     @property
+    def cluster_address(self) -> str:
+        """The Ray cluster to join: --address, else $RAY_ADDRESS (as ``ray job submit`` sets it), else ""."""
+        return self.address or os.environ.get("RAY_ADDRESS") or ""
+
+    @property
     def n_workers(self) -> int:
         """Workers to use: the configured number capped at the CPUs this process may use
         (on a cluster, --address, Ray decides and the number is passed through)."""
         available = usable_cpus()
-        if self.address or os.environ.get("RAY_ADDRESS"):
+        if self.cluster_address:
             return self.workers or available
         return min(self.workers, available) if self.workers else available
 

@@ -40,8 +40,17 @@ def test_auto_runs_locally_only_on_a_small_machine_without_a_cluster(monkeypatch
     monkeypatch.setattr(session, "_gpu_visible", lambda: True)
     assert uses_ray("auto", "", 2)  # model actors get their GPU from Ray
     assert not uses_ray("local", "", 8) and uses_ray("ray", "", 1)
+
+
+def test_local_with_a_cluster_is_refused_when_the_configuration_loads(monkeypatch):
+    from genreflow.config import load_config
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(ConfigError, match="--executor local runs on this machine only"):
-        uses_ray("local", "10.0.0.1:6379", 2)
+        load_config(None, {"run.executor": "local", "address": "10.0.0.1:6379"})
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    with pytest.raises(ConfigError, match="--executor local runs on this machine only.*RAY_ADDRESS"):
+        load_config(None, {"run.executor": "local"})
 
 
 def test_executor_option_is_checked_and_local_with_a_cluster_is_one_line(tmp_path):

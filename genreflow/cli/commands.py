@@ -20,11 +20,8 @@ def run_index_command(config: Config) -> dict:
     from genreflow.core.tables import format_table
     from genreflow.cli.outputs import echo_index_files
 
-    import os
-
     # on a cluster (--address or $RAY_ADDRESS) files are validated by Ray tasks near the data
-    address = config.address or os.environ.get("RAY_ADDRESS") or None
-    result = run_index(config.data_dir, config.n_workers, config.split, address)
+    result = run_index(config.data_dir, config.n_workers, config.split, config.cluster_address or None)
     index, splits = result["index"], result["splits"]
     layout = Layout.of(config.data_dir)
     click.echo(format_table(["genre", "valid", "invalid", "duplicates", "train", "val"],
@@ -48,7 +45,7 @@ def run_features_command(config: Config, kinds: list[str], timings: Timings | No
     from genreflow.errors import DataError
     from genreflow.stages.extract import execute, plan
     from genreflow.stages.workers import kinds_of
-    from genreflow.stages.session import ray_session, uses_ray
+    from genreflow.stages.session import pass_uses_ray, ray_session
 
     files = read_index(config.data_dir)["files"]
     extractors = extractors_for(config, "+".join(kinds))
@@ -56,7 +53,7 @@ def run_features_command(config: Config, kinds: list[str], timings: Timings | No
     pending = {kind for row in work.todo for kind in kinds_of(row["kinds"])}
     # a rerun with everything stored never starts Ray (its start-up and shutdown cost seconds),
     # and neither does a small machine (the pass runs in this process: stages/local.py)
-    on_ray = bool(work.todo) and uses_ray(config.run.executor, config.address, config.n_workers)
+    on_ray = bool(work.todo) and pass_uses_ray(config)
     for extractor in extractors:
         if extractor.name in pending:
             # before Ray starts, a bad model costs no start-up; in this process the model's own

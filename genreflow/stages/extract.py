@@ -130,7 +130,7 @@ def _batches(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     """The pass over ``todo`` as a stream of output batches: decode (+ CPU kinds) tasks, then the
     model kinds' actors, on Ray or in this process (``uses_ray``). With ``fsets`` workers write
     shards; without, they return pooled vectors (and skip the files whose hash is in ``known``)."""
-    from genreflow.stages.session import uses_ray
+    from genreflow.stages.session import pass_uses_ray
 
     needed = {k for row in todo for k in kinds_of(row["kinds"])}
     cpu = [e for e in extractors if not e.uses_model and e.name in needed]
@@ -141,7 +141,7 @@ def _batches(config: Config, extractors: Sequence[Extractor], todo: list[dict[st
     actor_kwargs = [{"extractor": e, "fset": None if fsets is None else fsets[e.name], "last": n == len(models) - 1}
                     for n, e in enumerate(models)]
     names = [e.name for e in cpu + models]
-    if not uses_ray(config.run.executor, config.address, config.n_workers):
+    if not pass_uses_ray(config):
         from genreflow.stages.local import local_batches
 
         workers = config.n_workers

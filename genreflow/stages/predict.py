@@ -19,6 +19,7 @@ from genreflow.features import Extractor, from_recipe
 from genreflow.model.classifiers import clip_proba
 from genreflow.core.fs import UnsupportedURIError, exists, redact_uri
 from genreflow.data.discovery import list_audio
+from genreflow.stages.session import pass_uses_ray
 
 
 @dataclass
@@ -205,7 +206,7 @@ def predict_stream(files: list[str], bundle, extractors: list[Extractor],
     # the Ray pass pools whole clips; segment models and a handful of files stay in this process
     small = len(files) <= in_process_limit(extractors) or workers <= 1 or bundle.segment_s
     count = _in_process if small else _with_pass
-    summary.path = "in-process" if count is _in_process else "ray" if _on_ray(config) else "local pass"
+    summary.path = "in-process" if count is _in_process else "ray" if pass_uses_ray(config) else "local pass"
     summary.failed = count(files, from_store, bundle, features, config, emit)
     summary.computed = len(files) - summary.failed - summary.cached
     return summary
@@ -268,12 +269,6 @@ def _recompute(lost: list[str], from_store, bundle, features, config, emit) -> i
     return _in_process(lost, from_store, bundle, features, config, emit, known=set()) if lost else 0
 
 
-def _on_ray(config) -> bool:
-    from genreflow.stages.session import uses_ray
-
-    return uses_ray(config.run.executor, config.address, config.n_workers)
-
-
 def _with_pass(files, from_store, bundle, features, config, emit) -> int:
     import contextlib
 
@@ -284,7 +279,7 @@ def _with_pass(files, from_store, bundle, features, config, emit) -> int:
     kinds = [e.name for e in features.extractors]
     todo = [todo_row("", f, kinds) for f in files]
     failed = 0
-    with ray_session(config.address, config.n_workers) if _on_ray(config) else contextlib.nullcontext():
+    with ray_session(config.address, config.n_workers) if pass_uses_ray(config) else contextlib.nullcontext():
         for batch in iter_pooled(config, features.extractors, todo, known=from_store.known):
             done, rows, results = [], [], []
             for i, (path, key) in enumerate(zip(batch["relpath"], batch["content_hash"])):

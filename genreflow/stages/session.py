@@ -7,10 +7,10 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 from genreflow.core.console import VERBOSITY, is_terminal
-from genreflow.errors import ConfigError, RayStartError
+from genreflow.errors import RayStartError
 
 EXECUTORS = ("auto", "ray", "local")
 LOCAL_MAX_WORKERS = 2  # measured on 2 cores; above that Ray's processes keep CPU extractors off one GIL
@@ -22,13 +22,15 @@ def uses_ray(executor: str, address: str | None, workers: int) -> bool:
     LOCAL_MAX_WORKERS workers, or where an NVIDIA GPU is visible (Ray gives model actors their
     GPU); on a small CPU machine the same work runs faster and in less memory without Ray's
     start-up and processes."""
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if executor == "local" and address:
-        raise ConfigError(f"--executor local runs on this machine only, but a Ray cluster was given ({address!r}, "
-                          "from --address or $RAY_ADDRESS): drop one of them")
+    address = address or os.environ.get("RAY_ADDRESS") or None  # "local" with one is refused by Config
     if executor != "auto":
         return executor == "ray"
     return bool(address) or workers > LOCAL_MAX_WORKERS or _gpu_visible() or _ray_running_here()
+
+
+def pass_uses_ray(config: Any) -> bool:
+    """``uses_ray`` for a Config: its [run] executor, address and workers."""
+    return uses_ray(config.run.executor, config.address, config.n_workers)
 
 
 def _ray_running_here() -> bool:
