@@ -204,12 +204,14 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--rehash", is_flag=True, help="Read and hash every file again, also those whose size, times and "
+                                             "inode say they are unchanged since the last index.")
 @_options(_VAL_FRACTION, _SEED, _ADDRESS)
-def index(config) -> None:
+def index(config, rehash) -> None:
     """Discover genres under DATA_DIR/raw, validate every file, write the index and splits."""
     from genreflow.cli.commands import run_index_command
 
-    run_index_command(config)
+    run_index_command(config, rehash=rehash)
 
 
 @main.command()

@@ -13,15 +13,16 @@ from genreflow.core.console import display_name
 from genreflow.core.timing import Timings
 
 
-def run_index_command(config: Config) -> dict:
-    """Index + split, then print the per-genre summary and where files went."""
+def run_index_command(config: Config, *, rehash: bool = False) -> dict:
+    """Index + split, then print the per-genre summary and where files went (``rehash``: read
+    every file, see ``data.index.build_index``)."""
     from genreflow.stages.index import run_index
     from genreflow.core.layout import Layout
     from genreflow.core.tables import format_table
     from genreflow.cli.outputs import echo_index_files
 
     # on a cluster (--address or $RAY_ADDRESS) files are validated by Ray tasks near the data
-    result = run_index(config.data_dir, config.n_workers, config.split, config.cluster_address or None)
+    result = run_index(config.data_dir, config.n_workers, config.split, config.cluster_address or None, rehash=rehash)
     index, splits = result["index"], result["splits"]
     layout = Layout.of(config.data_dir)
     click.echo(format_table(["genre", "valid", "invalid", "duplicates", "train", "val"],

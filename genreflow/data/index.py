@@ -30,10 +30,11 @@ from genreflow import __version__
 from genreflow.data.audio import BLOCK_FRAMES, EXTENSIONS, HEAD_BYTES, TAIL_BYTES, inspect_audio, os_error_phrase
 from genreflow.errors import AudioDecodeError
 from genreflow.data.decode import HashingReader
+from genreflow.data import statcache
 from genreflow.data.discovery import Discovery, discover
 from genreflow.core.fs import (Location, atomic_write_bytes, atomic_write_text, not_regular_reason, open_input,
                  remove_stale_temps_tree)
-from genreflow.core.console import Progress, display_name
+from genreflow.core.console import VERBOSITY, Progress, display_name
 from genreflow.core.host import usable_cpus
 from genreflow.core.layout import Layout
 
@@ -136,18 +137,22 @@ Validator = Callable[[Location, list[str], list, Callable[[int], None]], list[di
 
 
 def _validate_all(raw: Location, relpaths: list[str], workers: int,
-                  previous: dict[str, dict[str, Any]] | None = None, validate: Validator | None = None
-                  ) -> list[dict[str, Any]]:
+                  previous: dict[str, dict[str, Any]] | None = None, validate: Validator | None = None,
+                  unchanged: int = 0) -> list[dict[str, Any]]:
     """Validate every candidate with a progress bar: ``validate(raw, relpaths, known, tick)``
     when given (Ray tasks near the data on a cluster), else a local process pool (threads for
     remote files)."""
     known = [(previous or {}).get(rel) for rel in relpaths]
+    if unchanged and not relpaths and not VERBOSITY.quiet:
+        print(f"validate: all {unchanged} file(s) unchanged since the last index, not read again "
+              "(`genreflow index --rehash` reads them)", file=sys.stderr, flush=True)
     with Progress(len(relpaths), "validate", "file") as progress:
         if validate is not None:
             results = validate(raw, relpaths, known, progress.update)
         else:
             results = list(_validate_locally(raw, relpaths, known, workers, progress.update))
-        progress.close(f"validated {len(relpaths)} file(s)")
+        progress.close(f"validated {len(relpaths)} file(s)" + (
+            f" ({unchanged} unchanged since the last index were not read)" if unchanged else ""))
     return results
 
 
@@ -187,13 +192,24 @@ def _validate_locally(raw: Location, relpaths: list[str], known: list, workers: 
             tick()
 
 
-def build_index(data_dir: str, workers: int, validate: Validator | None = None) -> dict[str, Any]:
-    """Discover and validate ``DIR/raw``; return the index document (not yet written)."""
+def build_index(data_dir: str, workers: int, validate: Validator | None = None, *, rehash: bool = False
+                ) -> dict[str, Any]:
+    """Discover and validate ``DIR/raw``; return the index document (not yet written).
+
+    Files the stat cache vouches for keep their previous record unread (``statcache``);
+    ``rehash`` reads and hashes every file."""
     layout = Layout.of(data_dir)
     found = discover(layout.raw)
     genre_of = dict(found.candidates)
-    results = _validate_all(layout.raw, [rel for rel, _ in found.candidates], workers, _previous_records(layout),
-                            validate)
+    relpaths = [rel for rel, _ in found.candidates]
+    previous = _previous_records(layout)
+    stats = statcache.stat_files(layout.raw, relpaths)
+    kept = {} if rehash else statcache.unchanged(layout, stats, previous)
+    fresh = iter(_validate_all(layout.raw, [rel for rel in relpaths if rel not in kept], workers, previous, validate,
+                                len(kept)))
+    results = [{"relpath": rel, **{k: kept[rel][k] for k in INDEX_COLUMNS[3:]}} if rel in kept else next(fresh)
+               for rel in relpaths]
+    statcache.write(layout, stats, [r for r in results if "reason" not in r])
     valid, conflicts, conflict_notes = _drop_label_conflicts([r for r in results if "reason" not in r], genre_of)
     invalid = sorted([{"relpath": r["relpath"], "reason": r["reason"]} for r in results if "reason" in r]
                      + conflicts + found.unusable, key=lambda r: r["relpath"])

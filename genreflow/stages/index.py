@@ -17,11 +17,13 @@ from genreflow.data.splits import make_splits, splits_json
 from genreflow.stages.session import cluster_cpus, quiet_ray_data, ray_session
 
 
-def run_index(data_dir: str, workers: int, split_config, address: str | None = None) -> dict[str, Any]:
-    """Index, split and write everything; return the index and splits for the summary."""
+def run_index(data_dir: str, workers: int, split_config, address: str | None = None, *, rehash: bool = False
+              ) -> dict[str, Any]:
+    """Index, split and write everything; return the index and splits for the summary
+    (``rehash``: see ``build_index``)."""
     layout = Layout.of(data_dir)
     validate = functools.partial(validate_on_ray, address=address, workers=workers) if address else None
-    index = build_index(data_dir, workers, validate)
+    index = build_index(data_dir, workers, validate, rehash=rehash)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         splits = make_splits(index["files"], split_config)
