@@ -22,9 +22,11 @@ def _config(data_dir: str, config_path: str | None, overrides: dict[str, Any]):
 
 
 def run(data_dir: str = "data", *, features: str | None = None, workers: int | None = None,
-        config: str | None = None, train: bool = True, verbose: bool = False, **settings: Any) -> dict[str, Any]:
+        config: str | None = None, train: bool = True, retrain: bool = False, verbose: bool = False,
+        **settings: Any) -> dict[str, Any]:
     """Index, extract what is missing, train and evaluate (as `genreflow run`), silently unless
-    ``verbose=True`` (then it prints what the command prints).
+    ``verbose=True`` (then it prints what the command prints). A current model trained on the
+    same inputs is kept, its saved metrics returned, unless ``retrain=True``.
 
     ``settings`` are dotted config keys with ``__`` for the dot, e.g. ``audio__duration_s=10``,
     ``train__classifier="svm"``. Returns {"features": [StageReport...], "metrics": dict | None}.
@@ -37,7 +39,7 @@ def run(data_dir: str = "data", *, features: str | None = None, workers: int | N
                  **{k.replace("__", "."): v for k, v in settings.items()}}
     resolved = _config(data_dir, config, overrides)
     with silenced(not verbose):
-        return run_all_command(resolved, train=train)
+        return run_all_command(resolved, train=train, retrain=retrain)
 
 
 @dataclass

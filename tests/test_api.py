@@ -18,7 +18,10 @@ def test_run_and_predict_print_nothing_unless_verbose(tmp_path, capsys):
     assert len(frame) == 8 and (frame.error == "").all()
     out, err = capsys.readouterr()
     assert out == "" and err == "", (out, err)
-    genreflow.run(str(tmp_path), features="mfcc", workers=2, audio__duration_s=1.0, verbose=True)
+    again = genreflow.run(str(tmp_path), features="mfcc", workers=2, audio__duration_s=1.0, verbose=True)
     out, _ = capsys.readouterr()
-    assert "accuracy:" in out and "== index" in out
+    assert "accuracy:" in out and "== index" in out and "model up to date" in out  # same inputs: not retrained
+    assert again["metrics"]["accuracy"] == result["metrics"]["accuracy"]
+    assert len(list((tmp_path / "processed" / "models").glob("*.zip"))) == 1
+    genreflow.run(str(tmp_path), features="mfcc", workers=2, audio__duration_s=1.0, retrain=True)
     assert len(list((tmp_path / "processed" / "models").glob("*.zip"))) == 2  # the first model was kept

@@ -1,5 +1,5 @@
 """A warm run reads nothing it read before: the index trusts unchanged files by their stat
-(data/statcache.py)."""
+(data/statcache.py) and `run` keeps a model trained on the same inputs (stages/uptodate.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import os
 
 import numpy as np
 import soundfile as sf
+from click.testing import CliRunner
 
+from genreflow.cli import main
 from genreflow.data import index as index_module
 from genreflow.data import statcache
 from genreflow.data.index import build_index
-from pipeline_support import make_tree
+from pipeline_support import make_tree, write_toml
 
 
 def counting_validator(monkeypatch) -> list[str]:
@@ -79,3 +81,35 @@ def test_files_changed_within_the_racy_window_and_a_damaged_cache_are_hashed(tmp
     seen.clear()
     index_doc(tmp_path / "data")
     assert len(seen) == 4 and len(json.loads(cache.read_text())["files"]) == 4  # healed
+
+
+def _run(data_dir, toml, *extra) -> str:
+    result = CliRunner().invoke(main, ["run", "--data-dir", str(data_dir), "--config", str(toml), "--workers", "1",
+                                       "--features", "mfcc", "--executor", "local", *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _models(data_dir) -> list[str]:
+    return sorted(p.name for p in (data_dir / "processed" / "models").glob("*.zip"))
+
+
+def test_run_keeps_a_model_trained_on_the_same_inputs_and_retrains_when_one_changes(tmp_path):
+    data = tmp_path / "data"
+    make_tree(data, per_genre=4, seconds=1.0)
+    toml = write_toml(tmp_path / "genreflow.toml", duration_s=1.0)
+    first = _run(data, toml)
+    assert "model up to date" not in first and len(_models(data)) == 1
+    model_bytes = (data / "processed" / "classifier_model.zip").read_bytes()
+    metrics = json.loads((data / "processed" / "reports" / "metrics.json").read_text())
+    second = _run(data, toml)
+    assert "model up to date" in second and f"accuracy: {metrics['accuracy']:.4f}" in second
+    assert len(_models(data)) == 1 and (data / "processed" / "classifier_model.zip").read_bytes() == model_bytes
+    assert "model up to date" not in _run(data, toml, "--C", "0.5")  # another setting: trained
+    assert len(_models(data)) == 2
+    assert "model up to date" in _run(data, toml, "--C", "0.5")
+    assert "model up to date" not in _run(data, toml, "--C", "0.5", "--retrain") and len(_models(data)) == 3
+    make_tree(data, per_genre=5, seconds=1.0)  # one new file per genre: new index, new features
+    assert "model up to date" not in _run(data, toml, "--C", "0.5") and len(_models(data)) == 4
+    (data / "processed" / "reports" / "metrics.json").unlink()  # its report is gone: trained again
+    assert "model up to date" not in _run(data, toml, "--C", "0.5") and len(_models(data)) == 5

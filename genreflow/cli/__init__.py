@@ -298,12 +298,15 @@ def predict(config, paths, model_path, fmt, handle, musicnn_dir, precision, trus
 @main.command()
 @click.option("--train/--no-train", "train", default=True, show_default=True,
               help="Train and evaluate after the features; --no-train stops after them (jobs/pipeline.py).")
+@click.option("--retrain", is_flag=True, help="Train again even when the current model was trained on the same "
+                                              "index, split, features and settings (then its report is shown).")
 @_options(_FEATURES, *_CLASSIFIER, _NO_VAL, _VGGISH, _MUSICNN, _PRECISION, _GPUS, _EXECUTOR, _ADDRESS, _VAL_FRACTION, _SEED)
-def run(config, train) -> None:
-    """Index, extract features, train and evaluate in one go (reuses everything already stored)."""
+def run(config, train, retrain) -> None:
+    """Index, extract features, train and evaluate in one go (reuses everything already stored,
+    the model too when nothing it was trained on has changed)."""
     from genreflow.cli.commands import run_all_command
 
-    run_all_command(config, train=train)
+    run_all_command(config, train=train, retrain=retrain)
 
 
 @main.command()

@@ -116,6 +116,7 @@ def run_train_command(config: Config) -> dict:
     from genreflow.stages.evaluate import write_val_predictions
     from genreflow.stages.history import keep_model
     from genreflow.stages.train import fit, load_dataset, make_bundle, model_writer
+    from genreflow.stages.uptodate import training_key
 
     layout = Layout.of(config.data_dir)
     remove_stale_temps_tree(layout.processed)
@@ -131,16 +132,17 @@ def run_train_command(config: Config) -> dict:
                         "reports were left as they were), or pass --allow-no-val to train without validation.")
     segment = f"{config.train.segments:g} s segments" if config.train.segments else "whole clips"
     click.echo(f"features {config.train.features}, classifier {config.train.classifier}, {segment}")
+    key = training_key(config, extractors)  # before the fit: what it was trained from
     model, params = fit(data, config)
     evaluation = evaluate(model, data)
     proba = evaluation.pop("val_proba")
     metrics = {**evaluation, "features": config.train.features, "fingerprints": data.fingerprints,
-               "classifier": config.train.classifier, "segment_s": config.train.segments}
+               "classifier": config.train.classifier, "segment_s": config.train.segments, "training_key": key}
     bundle = make_bundle(model, params, data, config, extractors)
     summary = {"features": config.train.features, "classifier": config.train.classifier,
                "segment_s": config.train.segments, "accuracy": metrics["accuracy"], "n_train": metrics["n_train"],
                "n_val": metrics["n_val"], "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               "params": bundle.classifier.get("params")}
+               "params": bundle.classifier.get("params"), "training_key": key}
     kept, replaced = keep_model(config, model_writer(bundle), summary)
     atomic_write_text(layout.processed.join("model_meta.json"), json.dumps(bundle.meta(), indent=2, sort_keys=True)
                       + "\n")
@@ -227,11 +229,13 @@ def run_predict_command(config: Config, paths: list[str], model_path: str | None
     return summary
 
 
-def run_all_command(config: Config, *, train: bool = True) -> dict:
+def run_all_command(config: Config, *, train: bool = True, retrain: bool = False) -> dict:
     """index -> the feature kinds the model needs (one pass) -> train -> evaluate.
 
     ``train=False`` stops after the features: the cluster's pipeline job (jobs/pipeline.py), whose
-    training runs later as its own job (jobs/train.py = `genreflow train`).
+    training runs later as its own job (jobs/train.py = `genreflow train`). When nothing
+    training reads has changed since the current model was trained (``stages.uptodate``), its
+    saved report is shown instead of an identical retraining, unless ``retrain``.
     """
     import json
 
@@ -240,6 +244,8 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     from genreflow.core.layout import Layout
     from genreflow.core.tables import format_table
     from genreflow.features import parse_kinds
+    from genreflow.cli.outputs import show_current_model
+    from genreflow.stages.uptodate import up_to_date_model
 
     timings = Timings()
     timings.add_startup()
@@ -255,8 +261,10 @@ def run_all_command(config: Config, *, train: bool = True) -> dict:
     metrics = None
     if train:
         click.secho("\n== train + evaluate", bold=True)
-        with timings.stage("train + evaluate + save"):
-            metrics = run_train_command(config)
+        current = None if retrain or any(r.computed for r in reports) else \
+            up_to_date_model(config, extractors_for(config))
+        with timings.stage("model up to date (not retrained)" if current else "train + evaluate + save"):
+            metrics = show_current_model(config, current) if current else run_train_command(config)
     target = Layout.of(config.data_dir).reports.join("run_timings.json")
     atomic_write_text(target, json.dumps(timings.as_dict(), indent=2) + "\n")
     if VERBOSITY.verbose:

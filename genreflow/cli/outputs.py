@@ -1,5 +1,6 @@
 """Prediction results as they come: CSV, JSON Lines or Parquet files, and console formats;
-and the capped lists of invalid and ignored files ``index`` prints.
+the capped lists of invalid and ignored files ``index`` prints; the report of a model ``run``
+keeps.
 
 CSV and JSON Lines are appended and flushed row batch by row batch, so a killed ``predict``
 leaves a readable prefix. Parquet cannot be read without its footer, so its rows stream into
@@ -13,10 +14,16 @@ import io
 import json
 import os
 import re
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import click
 
 from genreflow.errors import ConfigError
 from genreflow.stages.predict import prediction_columns, prediction_row, printable_path
+
+if TYPE_CHECKING:
+    from genreflow.config import Config
+    from genreflow.stages.uptodate import CurrentModel
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 LIST_LIMIT = 20  # file names printed per list; the index file holds them all
@@ -135,3 +142,16 @@ def echo_index_files(index: dict[str, Any], index_json: object) -> None:
 
     for line in index_file_lines(index, index_json):
         click.echo(line)
+
+
+def show_current_model(config: Config, current: "CurrentModel") -> dict:
+    """What `run` prints for a model that is up to date: its saved report, and why it stands."""
+    from genreflow.core.layout import Layout
+    from genreflow.model.reports import report_text
+
+    layout = Layout.of(config.data_dir)
+    click.echo(f"model up to date: {layout.model} ({current.name}, trained {current.summary.get('date', '?')}) was "
+               "trained on the same index, split, features and settings; its report:")
+    click.echo(report_text(current.metrics))
+    click.echo(f"model: {layout.model}; reports in {layout.reports}/ (`genreflow run --retrain` trains it again)")
+    return current.metrics

@@ -94,6 +94,12 @@ def current_model_name(data_dir: str) -> str | None:
         return None
 
 
+def model_summary(data_dir: str, name: str) -> dict[str, Any] | None:
+    """The summary ``keep_model`` wrote beside a history model (None: missing or damaged)."""
+    loc = _models(Layout.of(data_dir)).join(name + ".json")
+    return _load(loc, "model summary") if exists(loc) else None
+
+
 @dataclass(frozen=True)
 class Saved:
     """One saved model or evaluation, as ``status`` lists it."""
