@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -142,6 +145,26 @@ def test_quiet_native_stderr_is_restored_after_threads_overlap(capfd):
         thread.join()
     os.write(2, b"back\n")
     assert capfd.readouterr().err == "back\n"
+
+
+def test_python_writes_of_other_threads_reach_stderr_while_fd2_is_silenced():
+    """A progress line or warning printed while a decoder or TensorFlow's import has fd 2
+    silenced is not lost (a subprocess: sys.stderr must be the real fd 2, not pytest's capture)."""
+    script = textwrap.dedent("""
+        import os, sys, threading
+        from genreflow.core.stderr import quiet_native_stderr
+        with quiet_native_stderr():
+            os.write(2, b"C library note\\n")
+            t = threading.Thread(target=lambda: print("progress line", file=sys.stderr))
+            t.start(); t.join()
+            with quiet_native_stderr():
+                print("nested warning", file=sys.stderr)
+        print("after", file=sys.stderr)
+        os.write(2, b"fd 2 back\\n")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "progress line\nnested warning\nafter\nfd 2 back\n"
 
 
 def test_damaged_mp3_decodes_without_libmpg123_chatter(tmp_path, capfd):

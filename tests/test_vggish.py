@@ -13,6 +13,7 @@ from genreflow.errors import ModelLoadError
 from genreflow.testing import build_vggish_standin
 
 SR = vggish.SAMPLE_RATE
+pytestmark = pytest.mark.slow  # every test but the first loads TensorFlow
 
 
 def sine(seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -74,6 +75,21 @@ def test_matches_direct_hub_call_on_padded_waveform(model, standin_path: Path) -
     long = sine(3.3, freq=1000.0)
     ours, _ = vggish.embed_waveform(model, long)
     assert np.allclose(ours, direct(long).numpy(), atol=1e-5)
+
+
+def test_a_local_model_loads_without_keras_and_keras_still_imports_after(standin_path: Path) -> None:
+    """TensorFlow imports Keras 3 (and through it scikit-learn) eagerly, tensorflow_hub too:
+    1.5 s of one core in every pass; genreflow's import and load skip both."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from genreflow.features import vggish_tf as v; "
+            f"m = v.load_model({str(standin_path)!r}, threads=1); "
+            "print(sorted(k for k in ('keras', 'sklearn', 'tensorflow_hub') if k in sys.modules)); "
+            "import tensorflow as tf; print(tf.keras.layers.Dense(2)(tf.zeros((1, 3))).shape)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["[]", "(1, 2)"]
 
 
 def test_same_seed_builds_same_model(tmp_path: Path, model) -> None:

@@ -27,11 +27,27 @@ _log = logging.getLogger(__name__)
 
 
 def tf_module() -> Any:
-    """Import TensorFlow with its C++ chatter turned down (only if the user has not chosen)."""
+    """Import TensorFlow with its C++ chatter turned down (only if the user has not chosen),
+    without Keras: TensorFlow 2.21 imports Keras 3 eagerly (to register its optimizers for
+    SavedModels that hold them) and Keras imports scikit-learn: 1.5 s of one core, holding the
+    GIL the decode threads of the features pass need, for models that use neither. TensorFlow
+    skips that step when Keras cannot be imported, and ``tf.keras`` stays a lazy loader that
+    imports Keras on first use."""
+    import sys
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from genreflow.core.console import quiet_import
 
-    return quiet_import("tensorflow")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    blocked = "keras" not in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True")
+    if blocked:
+        sys.modules["keras"] = None  # type: ignore[assignment]  # "import keras" raises ImportError
+    try:
+        return quiet_import("tensorflow")
+    finally:
+        if blocked and "keras" in sys.modules and sys.modules["keras"] is None:
+            del sys.modules["keras"]
 
 
 def configure_tf_threads(n: int) -> None:

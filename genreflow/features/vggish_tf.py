@@ -146,7 +146,7 @@ class VggishModel:
 
 
 def load_model(handle: str, threads: int | None = None, precision: str = "fp32") -> VggishModel:
-    """Load VGGish (or any SavedModel with its signature) through `tensorflow_hub.load`.
+    """Load VGGish (or any SavedModel with its signature) as `tensorflow_hub.load` does.
 
     `handle` is a URL (downloaded once into TFHUB_CACHE_DIR by tensorflow_hub) or a local
     SavedModel folder. Every failure becomes one `ModelLoadError` that names the handle,
@@ -165,22 +165,27 @@ def load_model(handle: str, threads: int | None = None, precision: str = "fp32")
         configure_tf_threads(threads)
     target = handle if _is_remote(handle) else str(_check_local(handle))
     try:
-        _tf()
-        import tensorflow_hub as hub
+        tf = _tf()
     except Exception as exc:  # a broken install: one line with the cause, as for a bad model
         raise _load_error(handle, _short_reason(exc)) from exc
     set_precision(precision)
     hub_cache_dir()
+    folder = check_handle(handle, ops=False) if _is_remote(handle) else target  # the cache entry of a URL
+    check_ops(folder, handle)  # before anything from it is loaded (or could run)
     try:
-        folder = hub.resolve(target) if _is_remote(handle) else target  # the cache entry of a URL
-    except Exception as exc:  # offline, HTTP error...
-        raise _load_error(handle, _short_reason(exc) + _cache_hint(handle)) from exc
-    check_ops(folder, handle)  # before tensorflow_hub loads (and could run) anything from it
-    try:
-        return VggishModel(hub.load(folder), precision)
+        return VggishModel(_load_savedmodel(tf, folder), precision)
     except Exception as exc:  # corrupt cache, bad SavedModel...
         reason = _short_reason(exc) + (_cache_hint(handle) if _is_remote(handle) else "")
         raise _load_error(handle, reason) from exc
+
+
+def _load_savedmodel(tf: Any, folder: str) -> Any:
+    """What ``tensorflow_hub.load`` does with a local folder (a URL's cache entry included):
+    ``tf.saved_model.load``, with no tags for a TF1 Hub module; called directly because
+    importing tensorflow_hub imports Keras (1.5 s of one core, see ``tf_runtime.tf_module``).
+    URLs are still resolved and downloaded by tensorflow_hub (``check_handle``)."""
+    v1_module = os.path.exists(os.path.join(folder, "tfhub_module.pb"))
+    return tf.saved_model.load(folder, tags=[] if v1_module else None)
 
 
 def check_ops(folder: str, handle: str) -> None:
