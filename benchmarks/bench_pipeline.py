@@ -261,27 +261,30 @@ def summarize(rows: list[dict[str, Any]], n: int, audio_s: float) -> dict[str, A
     return out
 
 
-def check_targets(summary: dict[str, Any], n: int) -> dict[str, Any]:
-    """The issue's targets for the run with the most workers (the machine's CPUs by default)."""
+def check_targets(summary: dict[str, Any], n: int, precision: str) -> dict[str, Any]:
+    """Issue 21's targets for the run with the most workers (the machine's CPUs by default),
+    against the plain loop and the limit of ``precision``, the one genreflow computed in."""
     colds = [e for e in summary.values() if e["kind"] == "cold"]
     if not colds:
         return {}
     cold = max(colds, key=lambda e: e["workers"])
     warm = summary.get(f"warm@{cold['workers']}", {})
     peak = max(e["peak_rss_gib"] for e in summary.values() if e["kind"] in ("cold", "warm"))
-    targets = {"clips": n, "workers": cold["workers"], "peak_rss_gib": peak, "peak_rss_below_4gib": peak < 4.0}
-    if "fraction_of_limit" in cold:
-        targets.update(cold_fraction_of_limit=cold["fraction_of_limit"],
-                       cold_at_least_90pct_of_limit=cold["fraction_of_limit"] >= 0.9)
-    if "speedup_vs_plain" in cold:
-        targets.update(cold_speedup_vs_plain=cold["speedup_vs_plain"],
-                       cold_at_least_plain=cold["speedup_vs_plain"] >= 1.0)
-    if "speedup_vs_plain_bf16" in cold:  # issue 12: cold (auto -> bf16) >= 2.5x plain fp32, >= 1.0x plain bf16
-        targets.update(cold_speedup_vs_plain_bf16=cold["speedup_vs_plain_bf16"],
-                       cold_at_least_plain_bf16=cold["speedup_vs_plain_bf16"] >= 1.0,
-                       cold_at_least_2_5x_plain=cold.get("speedup_vs_plain", 0.0) >= 2.5)
+    suffix = "-bf16" if precision == "bf16" else ""
+    plain, limit = summary.get("plain" + suffix), summary.get("limit" + suffix)
+    targets: dict[str, Any] = {"clips": n, "workers": cold["workers"], "precision": precision,
+                               "peak_rss_gib": peak, "peak_rss_below_2_5gib": peak < 2.5}
+    if plain:
+        ratio = round(plain["wall_s"] / cold["wall_s"], 3)
+        targets.update(cold_speedup_vs_plain=ratio, cold_at_least_1_3x_plain=ratio >= 1.3)
+    if limit:
+        share = round(limit["wall_s"] / cold["wall_s"], 3)
+        targets.update(cold_fraction_of_limit=share, cold_at_least_50pct_of_limit=share >= 0.5)
+    busy = cold.get("stages_s", {}).get("features pass | busy %")
+    if busy is not None:
+        targets.update(pass_busy_pct=busy, pass_at_least_90pct_busy=busy >= 90)
     if "pct_of_cold" in warm:
-        targets.update(warm_pct_of_cold=warm["pct_of_cold"], warm_at_most_3pct=warm["pct_of_cold"] <= 3.0)
+        targets.update(warm_pct_of_cold=warm["pct_of_cold"], warm_at_most_2pct=warm["pct_of_cold"] <= 2.0)
     return targets
 
 
@@ -440,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # what genreflow computes in: known when passed (auto resolves on this machine as in genreflow's driver)
     gf_precision = resolve_precision(args.genreflow_precision) if args.genreflow_precision else "default"
+    target_precision = resolve_precision(args.genreflow_precision or "auto")  # genreflow's default is auto
     results: dict[str, Any] = {"machine": machine, "model": str(model), "small_model": args.small_model,
                                "seconds": args.seconds, "repeats": args.repeats, "workers": args.workers,
                                "precisions": args.precisions, "genreflow_precision": args.genreflow_precision,
@@ -467,7 +471,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row["log_tail"] = [text for _, text in row.pop("lines")[-8:]]
             results["results"].append({"clips": len(relpaths), "seconds": args.seconds, "audio_s": round(audio_s, 1),
                                        "summary": summary,
-                                       "targets": {**check_targets(summary, len(relpaths)), **bf16_targets(summary)},
+                                       "targets": {**check_targets(summary, len(relpaths), target_precision),
+                                                   **bf16_targets(summary)},
                                        "runs": rows})
             print("\n" + table(summary, len(relpaths), audio_s, machine) + "\n", flush=True)
             print(markdown(results["results"][-1], machine) + "\n", flush=True)

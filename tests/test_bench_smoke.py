@@ -63,5 +63,7 @@ def test_smoke_run_writes_complete_results(tmp_path: Path) -> None:
     assert runs["limit"]["detail"]["examples"] == 8 * 5  # 5 s at 16 kHz -> 5 VGGish rows per clip
 
     targets = block["targets"]
-    assert targets["workers"] == 2 and isinstance(targets["peak_rss_below_4gib"], bool)
-    assert {"cold_fraction_of_limit", "cold_speedup_vs_plain", "warm_pct_of_cold"} <= targets.keys()
+    assert targets["workers"] == 2 and isinstance(targets["peak_rss_below_2_5gib"], bool)
+    assert {"warm_pct_of_cold", "warm_at_most_2pct", "pass_busy_pct", "pass_at_least_90pct_busy"} <= targets.keys()
+    if targets["precision"] == "fp32":  # the smoke run measures fp32 rows only; bf16 machines lack their pair
+        assert {"cold_fraction_of_limit", "cold_speedup_vs_plain"} <= targets.keys()

@@ -22,7 +22,7 @@ from genreflow.config import Config
 from genreflow.errors import GenreflowError
 from genreflow.features import Extractor
 from genreflow.core.fs import remove_stale_temps
-from genreflow.stages.workers import OK, ModelBatch, decode_batch, kinds_of, todo_row
+from genreflow.stages.workers import OK, ModelBatch, decode_batch, decoded_bytes, kinds_of, todo_row
 from genreflow.store.featureset import FeatureSet, stored_keys
 
 DECODED_AHEAD_BYTES = 512 << 20  # decoded audio that may wait for the model actors in Ray's object store
@@ -110,8 +110,7 @@ def gpu_plan(gpus: float, per_actor: float) -> tuple[int, float] | None:
 
 
 def _rows_per_batch(config: Config, sample_rates: Sequence[int], duration_s: float) -> int:
-    row_bytes = 4 * sum(sample_rates) * duration_s
-    return max(1, min(config.batch_size, int(MAX_BATCH_BYTES // max(row_bytes, 1))))
+    return max(1, min(config.batch_size, int(MAX_BATCH_BYTES // max(decoded_bytes(1, duration_s, sample_rates), 1))))
 
 
 def execute(config: Config, work: Plan, tick: Callable[[int], None] | None = None) -> list[StageReport]:

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from genreflow.stages.workers import ModelBatch, decode_batch
+from genreflow.stages.workers import ModelBatch, decode_batch, decoded_bytes
 
 AHEAD_BYTES = 256 << 20  # decoded audio held for the model while it loads (then: one wave at a time)
 
@@ -35,7 +35,7 @@ def local_batches(todo: list[dict[str, str]], *, rows: int, workers: int, decode
     from threadpoolctl import threadpool_limits
 
     waiting = deque(todo[start:start + rows] for start in range(0, len(todo), rows))  # not yet submitted
-    batch_bytes = 4 * rows * decode_kwargs["duration_s"] * sum(decode_kwargs["model_rates"])
+    batch_bytes = decoded_bytes(rows, decode_kwargs["duration_s"], decode_kwargs["model_rates"])
     ahead = max(workers, int(ahead_bytes // max(batch_bytes, 1)))
     pool = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="genreflow-pass")
     models: Future | None = pool.submit(_load, actors) if actors else None

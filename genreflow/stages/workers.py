@@ -28,6 +28,11 @@ def todo_row(content_hash: str, relpath: str, kinds: Sequence[str]) -> dict[str,
     return {"content_hash": content_hash, "relpath": relpath, "kinds": ",".join(kinds)}
 
 
+def decoded_bytes(files: int, duration_s: float, model_rates: Sequence[int]) -> int:
+    """Memory the float32 signals of ``files`` decoded files hold, at each model rate."""
+    return int(4 * files * duration_s * sum(model_rates))
+
+
 def kinds_of(value: Any) -> list[str]:
     """The kinds of a ``todo_row`` (or of a batch's ``kinds`` cell)."""
     return [k for k in str(value).split(",") if k]
