@@ -69,10 +69,15 @@ def test_unchanged_files_are_not_read_again_and_a_rewrite_in_place_is_seen(tmp_p
 def test_files_changed_within_the_racy_window_and_a_damaged_cache_are_hashed(tmp_path, monkeypatch):
     make_tree(tmp_path / "data", per_genre=2, seconds=1.0)
     seen = counting_validator(monkeypatch)
+    monkeypatch.setattr(statcache, "RACY_NS", 3600 * 10**9)  # as if written within a clock tick of the stat
     index_doc(tmp_path / "data")
     seen.clear()
-    index_doc(tmp_path / "data")  # written a moment ago: a stat cannot vouch for them yet
+    index_doc(tmp_path / "data")  # a stat cannot vouch for them: a change in the same tick keeps it
     assert len(seen) == 4
+    monkeypatch.setattr(statcache, "RACY_NS", 100_000_000)
+    t = 1_700_000_000 * 10**9  # times in whole seconds (FAT, some network filesystems): 2 s of margin
+    assert not statcache.Snapshot(t + 1_500_000_000, {"a": (1, t, t, 1, 1)}).settled("a")
+    assert statcache.Snapshot(t + 1_500_000_000, {"a": (1, t + 7, t + 7, 1, 1)}).settled("a")
     monkeypatch.setattr(statcache, "RACY_NS", 0)
     index_doc(tmp_path / "data")
     cache = tmp_path / "data" / "processed" / "index_stats.json"

@@ -5,10 +5,11 @@ before. A file whose size, modification and change times (ns), inode and device 
 recorded when it was last hashed, and whose hash the previous index lists, keeps its record
 without being opened. The change time cannot be set back by a user (``touch -d`` sets it to
 now), so a rewrite in place is seen even when size and mtime were restored. A file changed in
-the same instant its stat was taken would look clean ("racy"), so entries younger than
-``RACY_NS`` when the cache is written are left out and hashed next time. Remote filesystems
-report no change time or inode: their files are always hashed. ``genreflow index --rehash``
-ignores the cache.
+the same clock tick as, but after, its stat would keep that stat ("racy"), so a file whose times
+are within ``RACY_NS`` of the moment the stats were taken is not recorded and is hashed next
+time (``COARSE_RACY_NS`` where its times are whole seconds: FAT, some network filesystems).
+Remote filesystems report no change time or inode: their files are always hashed.
+``genreflow index --rehash`` ignores the cache.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from genreflow import __version__
@@ -23,19 +25,35 @@ from genreflow.core.fs import Location, atomic_write_text, exists, read_text
 from genreflow.core.layout import Layout
 
 FORMAT = 1
-RACY_NS = 2_000_000_000
+RACY_NS = 100_000_000  # well above a kernel clock tick (1-10 ms), the granularity of file times
+COARSE_RACY_NS = 2_000_000_000
 
 Stat = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The stats of the candidates, and the time just before the first was taken."""
+
+    taken_ns: int
+    files: dict[str, Stat]
+
+    def settled(self, rel: str) -> bool:
+        """Whether a change after the stat must have moved the file's times (not racy)."""
+        _, mtime, ctime, _, _ = self.files[rel]
+        coarse = mtime % 1_000_000_000 == 0 and ctime % 1_000_000_000 == 0
+        return max(mtime, ctime) < self.taken_ns - (COARSE_RACY_NS if coarse else RACY_NS)
 
 
 def _cache(layout: Layout) -> Location:
     return layout.processed.join("index_stats.json")
 
 
-def stat_files(raw: Location, relpaths: list[str]) -> dict[str, Stat]:
-    """The stat of each local regular file (symlinks followed); {} for a remote ``raw``."""
+def stat_files(raw: Location, relpaths: list[str]) -> Snapshot:
+    """The stat of each local file (symlinks followed); none for a remote ``raw``."""
+    taken = time.time_ns()
     if not raw.local:
-        return {}
+        return Snapshot(taken, {})
     out: dict[str, Stat] = {}
     for rel in relpaths:
         try:
@@ -43,12 +61,12 @@ def stat_files(raw: Location, relpaths: list[str]) -> dict[str, Stat]:
         except (OSError, ValueError):
             continue
         out[rel] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-    return out
+    return Snapshot(taken, out)
 
 
-def unchanged(layout: Layout, stats: dict[str, Stat], previous: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def unchanged(layout: Layout, snapshot: Snapshot, previous: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """relpath -> previous index record, for every file the cache vouches for."""
-    if not stats or not previous:
+    if not snapshot.files or not previous:
         return {}
     try:
         doc = json.loads(read_text(_cache(layout))) if exists(_cache(layout)) else {}
@@ -58,7 +76,7 @@ def unchanged(layout: Layout, stats: dict[str, Stat], previous: dict[str, dict[s
         return {}
     entries = doc.get("files") if isinstance(doc.get("files"), dict) else {}
     out = {}
-    for rel, stat in stats.items():
+    for rel, stat in snapshot.files.items():
         entry, record = entries.get(rel), previous.get(rel)
         if (record and isinstance(entry, list) and len(entry) == 6 and tuple(entry[:5]) == stat
                 and entry[5] == record.get("content_hash") and stat[0] == record.get("bytes")):
@@ -66,13 +84,12 @@ def unchanged(layout: Layout, stats: dict[str, Stat], previous: dict[str, dict[s
     return out
 
 
-def write(layout: Layout, stats: dict[str, Stat], records: list[dict[str, Any]]) -> None:
+def write(layout: Layout, snapshot: Snapshot, records: list[dict[str, Any]]) -> None:
     """Record the stat taken before each valid file was hashed (a file changed while it was
     read has a newer stat by then, so it is hashed again next time)."""
-    if not stats:
+    if not snapshot.files:
         return
-    now = time.time_ns()
-    files = {r["relpath"]: [*stats[r["relpath"]], r["content_hash"]] for r in records
-             if r["relpath"] in stats and max(stats[r["relpath"]][1:3]) < now - RACY_NS}
+    files = {r["relpath"]: [*snapshot.files[r["relpath"]], r["content_hash"]] for r in records
+             if r["relpath"] in snapshot.files and snapshot.settled(r["relpath"])}
     atomic_write_text(_cache(layout), json.dumps({"format": FORMAT, "genreflow_version": __version__,
                                                   "files": files}, separators=(",", ":")) + "\n")
