@@ -59,7 +59,7 @@ def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None =
     try:
         digest, size, head, tail = _read_once(loc)
         if previous and previous.get("content_hash") == digest and previous.get("bytes") == size:
-            return {"relpath": relpath, **{k: previous[k] for k in INDEX_COLUMNS[3:]}}
+            return _kept(relpath, previous)
         info = _inspect(loc, head, size, tail)
     except AudioDecodeError as exc:
         return {"relpath": relpath, "reason": str(exc)}
@@ -69,6 +69,11 @@ def validate_file(raw: Location, relpath: str, previous: dict[str, Any] | None =
         "relpath": relpath, "content_hash": digest, "duration_s": round(info.duration_s, 6),
         "sample_rate": info.sample_rate, "channels": info.channels, "format": info.format, "bytes": size,
     }
+
+
+def _kept(relpath: str, previous: dict[str, Any]) -> dict[str, Any]:
+    """A file's record carried over from the previous index (its bytes are the same)."""
+    return {"relpath": relpath, **{k: previous[k] for k in INDEX_COLUMNS[3:]}}
 
 
 def _inspect(loc: Location, head: bytes, size: int, tail: bytes):
@@ -207,10 +212,10 @@ def build_index(data_dir: str, workers: int, validate: Validator | None = None, 
     kept = {} if rehash else statcache.unchanged(layout, stats, previous)
     fresh = iter(_validate_all(layout.raw, [rel for rel in relpaths if rel not in kept], workers, previous, validate,
                                 len(kept)))
-    results = [{"relpath": rel, **{k: kept[rel][k] for k in INDEX_COLUMNS[3:]}} if rel in kept else next(fresh)
-               for rel in relpaths]
-    statcache.write(layout, stats, [r for r in results if "reason" not in r])
-    valid, conflicts, conflict_notes = _drop_label_conflicts([r for r in results if "reason" not in r], genre_of)
+    results = [_kept(rel, kept[rel]) if rel in kept else next(fresh) for rel in relpaths]
+    readable = [r for r in results if "reason" not in r]
+    statcache.write(layout, stats, readable)
+    valid, conflicts, conflict_notes = _drop_label_conflicts(readable, genre_of)
     invalid = sorted([{"relpath": r["relpath"], "reason": r["reason"]} for r in results if "reason" in r]
                      + conflicts + found.unusable, key=lambda r: r["relpath"])
     labels = {name: i for i, name in enumerate(sorted({genre_of[r["relpath"]] for r in valid}))}
