@@ -1,4 +1,5 @@
-"""MFCC: librosa's mel-frequency cepstral coefficients, stored (n_mfcc, frames), unnormalised."""
+"""MFCC: mel-frequency cepstral coefficients as librosa defines them, stored (n_mfcc, frames),
+unnormalised; computed by ``melspec`` (NumPy, equal to librosa without its import)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from genreflow.core.sections import check
 from genreflow.store.kind import Kind
+from genreflow.features import melspec
 from genreflow.features.base import HopExtractor, valid_frames
 
 __all__ = ["MfccConfig", "MfccExtractor", "compute_mfcc", "valid_frames"]
@@ -36,16 +38,12 @@ class MfccConfig:
 
 
 def compute_mfcc(*, y: np.ndarray, sr: int, config: MfccConfig) -> np.ndarray:
-    """librosa MFCC, neither flattened nor normalised.
+    """librosa's MFCC (``librosa.feature.mfcc`` with these parameters), neither flattened nor normalised.
 
-    Returns np.ndarray [shape=(n_mfcc, 1 + len(y) // hop_length), dtype=float32].
+    Returns np.ndarray [shape=(n_mfcc, 1 + len(y) // hop_length), dtype=float32] (even n_fft).
     """
-    import librosa
-
-    return librosa.feature.mfcc(
-        y=np.asarray(y, dtype=np.float32), sr=sr, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
-        hop_length=config.hop_length, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax or None,
-    ).astype(np.float32, copy=False)
+    return melspec.mfcc(y, sr=sr, n_mfcc=config.n_mfcc, n_fft=config.n_fft, hop_length=config.hop_length,
+                        n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax or None)
 
 
 def check_band(name: str, fmin: float, fmax: float, sample_rate: int) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from genreflow.core.sections import check
 from genreflow.store.kind import Kind
+from genreflow.features import melspec
 from genreflow.features.base import HopExtractor
 
 
@@ -56,8 +57,8 @@ def compute_spectral(*, y: np.ndarray, sr: int, config: SpectralConfig) -> np.nd
     n_fft, hop = config.n_fft, config.hop_length
     magnitude = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
     power = magnitude ** 2
-    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=config.n_mels)
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=config.n_mfcc)
+    mel = power.T @ melspec.mel_filters(sr, n_fft, config.n_mels)
+    mfcc = melspec.mfcc_of_mel_db(melspec.power_to_db(mel), config.n_mfcc)
     parts = [
         librosa.feature.delta(mfcc),
         librosa.feature.chroma_stft(S=power, sr=sr, n_chroma=config.n_chroma, tuning=0.0),
