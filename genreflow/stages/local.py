@@ -2,7 +2,7 @@
 in this process.
 
 On a machine of one or two cores Ray costs more than it gives: its start and shutdown (4-7 s),
-a worker process per task that imports librosa again, a second TensorFlow, and its object
+a worker process per task that imports the decoders again, a second TensorFlow, and its object
 store (together ~1 GiB more memory), while the work itself is the same. Here the decode tasks
 run in threads (reading, resampling, STFTs and hashing release the GIL) and the model runs in
 this thread between them, in turns: a wave of decode batches on every core, then the model on
