@@ -67,3 +67,20 @@ def test_smoke_run_writes_complete_results(tmp_path: Path) -> None:
     assert {"warm_pct_of_cold", "warm_at_most_2pct", "pass_busy_pct", "pass_at_least_90pct_busy"} <= targets.keys()
     if targets["precision"] == "fp32":  # the smoke run measures fp32 rows only; bf16 machines lack their pair
         assert {"cold_fraction_of_limit", "cold_speedup_vs_plain"} <= targets.keys()
+
+
+@pytest.mark.slow
+def test_import_benchmark_prints_every_case_and_the_ratio() -> None:
+    """benchmarks/bench_imports.py runs each case in a fresh interpreter; one round must print
+    all four rows with positive times and the librosa / genreflow ratio (timings not judged)."""
+    script = BENCH.parent / "bench_imports.py"
+    proc = subprocess.run([sys.executable, str(script), "--repeats", "1"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.split() and line.split()[0] in ("librosa_mfcc", "genreflow_mfcc", "tensorflow", "ml_dtypes")}
+    assert set(rows) == {"librosa_mfcc", "genreflow_mfcc", "tensorflow", "ml_dtypes"}, proc.stdout
+    for name, cells in rows.items():
+        wall, cpu = float(cells[-4]), float(cells[-3])
+        assert wall > 0 and cpu > 0, (name, cells)
+    assert "first MFCC: librosa / genreflow = " in proc.stdout

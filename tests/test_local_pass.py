@@ -27,6 +27,22 @@ def stored(config, kind: str) -> dict[str, np.ndarray]:
             zip(table.column("content_hash").to_pylist(), table.column(kind).to_pylist())}
 
 
+def test_batches_are_even_and_fill_whole_waves_in_order():
+    """200 files at 32 rows on 2 workers: 8 x 25, not 6 x 32 + a last 8 decoded on one core."""
+    from genreflow.stages.local import even_batches
+
+    assert [len(b) for b in even_batches(list(range(200)), 32, 2)] == [25] * 8
+    assert [len(b) for b in even_batches(list(range(1000)), 32, 2)] == [32] * 8 + [31] * 24
+    for files, rows, workers in [(7, 4, 2), (1, 32, 4), (65, 32, 2), (33, 32, 3), (64, 32, 2), (5, 1, 2)]:
+        todo = [f"file-{i}" for i in range(files)]
+        batches = even_batches(todo, rows, workers)
+        assert [row for batch in batches for row in batch] == todo  # every file once, in order
+        sizes = [len(b) for b in batches]
+        assert max(sizes) <= rows and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1, (files, sizes)
+        assert len(batches) % workers == 0 or len(batches) == files, (files, rows, workers, sizes)  # 1 file each
+    assert even_batches([], 32, 2) == []
+
+
 def test_auto_runs_locally_only_on_a_small_machine_without_a_cluster(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(session, "_ray_running_here", lambda: False)  # the session's test Ray may be up
