@@ -96,7 +96,7 @@ def main() -> None:
         label = f"{case} (ml_dtypes {rows[0]['ml_dtypes']}{', alt' if site else ''})" \
             if case in ("tensorflow", "ml_dtypes") else case
         medians[label] = med
-        print(f"{label:<34} {med['wall']:7.2f} {med['cpu']:7.2f} {med['held']:12.2f} {med['longest']:10.2f}")
+        print(f"{label:<34} {med['wall']:7.3f} {med['cpu']:7.3f} {med['held']:12.3f} {med['longest']:10.3f}")
     lib, ours = runs[("librosa_mfcc", None)], runs[("genreflow_mfcc", None)]
     ratio = statistics.median(r["wall"] for r in lib) / statistics.median(r["wall"] for r in ours)
     print(f"first MFCC: librosa / genreflow = {ratio:.1f}x wall")

@@ -72,7 +72,7 @@ def test_smoke_run_writes_complete_results(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_import_benchmark_prints_every_case_and_the_ratio() -> None:
     """benchmarks/bench_imports.py runs each case in a fresh interpreter; one round must print
-    all four rows with positive times and the librosa / genreflow ratio (timings not judged)."""
+    all four rows with their times and the librosa / genreflow ratio (timings not judged)."""
     script = BENCH.parent / "bench_imports.py"
     proc = subprocess.run([sys.executable, str(script), "--repeats", "1"], capture_output=True, text=True,
                           timeout=600)
@@ -82,5 +82,6 @@ def test_import_benchmark_prints_every_case_and_the_ratio() -> None:
     assert set(rows) == {"librosa_mfcc", "genreflow_mfcc", "tensorflow", "ml_dtypes"}, proc.stdout
     for name, cells in rows.items():
         wall, cpu = float(cells[-4]), float(cells[-3])
-        assert wall > 0 and cpu > 0, (name, cells)
+        # ml_dtypes alone may take under a millisecond; the other three import modules for seconds
+        assert wall >= 0 and cpu >= 0 and (name == "ml_dtypes" or (wall > 0 and cpu > 0)), (name, cells)
     assert "first MFCC: librosa / genreflow = " in proc.stdout
