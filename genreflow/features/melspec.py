@@ -1,9 +1,9 @@
 """Power spectrogram, mel filterbank, decibels and MFCC in NumPy and scipy.fft, equal to librosa's.
 
 Why not call librosa: its first ``feature.mfcc`` imports scipy.signal, scipy.stats and numba
-(2.2-2.8 s of one core, holding the interpreter lock; scipy.fft alone: 0.15 s) in every process
-that computes a clip,
-which on 2 cores stalls the first seconds of every features pass. The maths is small and fixed:
+(1.8-2.8 s of one core, much of it holding the interpreter lock; scipy.fft alone: 0.15 s) in
+every process that computes a clip, which on 2 cores stalls the first seconds of every features
+pass (benchmarks/bench_imports.py). The maths is small and fixed:
 librosa's conventions (centred frames with zero padding, periodic Hann window, Slaney mel
 scale and area normalisation, ``power_to_db`` with ``amin`` 1e-10 and ``top_db`` 80, an
 orthonormal DCT-II), computed in float32 where librosa uses float64 FFTs. tests/test_melspec.py
